@@ -1,0 +1,64 @@
+"""``create_model``: the single entry to every model that can be explained."""
+import json
+from pathlib import Path
+
+from .vit import (CONFIGS, ModelError, ViTConfig, VisionTransformer, _config_from_timm, load_weights,
+                  read_checkpoint, remap_state_dict)
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+DEFAULT_MODEL = "synthetic_vit"
+"""The tiny ViT trained on the repository's synthetic localisation benchmark, shipped in ``pretrained/``."""
+
+
+def _card(name):
+    """The model card of a shipped model (``pretrained/NAME.json``) or of a card path, else None."""
+    path = Path(name) if str(name).endswith(".json") else PRETRAINED_DIR / f"{name}.json"
+    if not path.is_file():
+        return None
+    card = json.loads(path.read_text())
+    config = ViTConfig(**card["config"], mean=tuple(card["mean"]), std=tuple(card["std"]),
+                       class_names=tuple(card.get("class_names", ())))
+    return config, path.with_suffix(".pth")
+
+
+def create_model(name=None, weights=None, pretrained=False, device="cpu"):
+    """A ViT in eval mode.
+
+    ``name``: a timm ViT name (``vit_base_patch16_224``, ``deit_small_patch16_224``, ...), a shipped model
+    (``synthetic_vit``, the default) or a model-card JSON path. ``weights``: a local checkpoint (timm state dict,
+    original JAX/DeiT ``.pth``, ``{"model": ...}`` wrapper, ``.safetensors``); the head size follows it.
+    ``pretrained``: download the weights through timm. Without either, a timm name gives random weights.
+    """
+    name = name or DEFAULT_MODEL
+    card = _card(name)
+    if card is not None:
+        config, shipped = card
+        weights = weights or shipped
+    elif name in CONFIGS:
+        config = CONFIGS[name]
+    else:
+        config = _config_from_timm(name)
+
+    state = None
+    if weights is not None:
+        state = remap_state_dict(read_checkpoint(weights), config)
+    elif pretrained:
+        state = _download(name)
+    if state is not None and "head.weight" in state:
+        config = ViTConfig(**{**config.__dict__, "num_classes": state["head.weight"].shape[0]})
+    model = VisionTransformer(config)
+    if state is not None:
+        load_weights(model, state)
+    return model.eval().to(device)
+
+
+def _download(name):
+    import timm
+    try:
+        return timm.create_model(name, pretrained=True).state_dict()
+    except Exception as error:
+        raise ModelError(f"cannot download pretrained weights for '{name}' through timm "
+                         f"({str(error).splitlines()[0][:120]}); pass a local checkpoint with --weights") from None
+
+
+__all__ = ["create_model", "ModelError", "VisionTransformer", "ViTConfig", "CONFIGS", "DEFAULT_MODEL"]

@@ -1,0 +1,103 @@
+"""Methods built from attention maps and their gradients alone (no LRP).
+
+Each returns the CLS row over all tokens, ``[B, N]``, before any normalisation.
+"""
+from .common import eye_like, gradients, recorded, rollout_row, row_normalise, target_classes
+
+
+def fuse_heads(attn, head_fusion):
+    """``mean`` / ``min`` / ``max`` over the heads of ``B x H x N x N`` maps."""
+    if head_fusion == "mean":
+        return attn.mean(dim=1)
+    if head_fusion == "max":
+        return attn.amax(dim=1)
+    if head_fusion == "min":
+        return attn.amin(dim=1)
+    raise ValueError(f"unknown head fusion '{head_fusion}' (mean, min, max)")
+
+
+def discard_lowest(fused, ratio, keep_first=True):
+    """vit-explain's discard: zero the ``int(N^2 * ratio)`` smallest entries of each sample's map (every sample
+    of the batch, not only the first); with ``keep_first`` the CLS->CLS entry is never zeroed."""
+    count = int(fused[0].numel() * ratio)
+    if count == 0:
+        return fused
+    flat = fused.flatten(1)
+    first = flat[:, 0].clone()
+    flat = flat.scatter(1, flat.topk(count, dim=-1, largest=False).indices, 0.0)
+    if keep_first:
+        flat[:, 0] = first
+    return flat.view_as(fused)
+
+
+def attn_last_layer(model, inputs, class_index=None):
+    """Raw attention: ``mean_h clamp(A_last, 0)[CLS row]``. Class-agnostic."""
+    with recorded(model, inputs, with_grad=False) as (_, maps):
+        return maps[-1].clamp(min=0).mean(dim=1)[:, 0]
+
+
+def rollout(model, inputs, class_index=None, start_layer=1, head_fusion="mean", discard_ratio=0.0):
+    """Attention rollout (Abnar & Zuidema; TE baseline, vit-explain options). Class-agnostic.
+
+    ``F_b = fuse_h(A_b)`` with the lowest ``discard_ratio`` entries zeroed (CLS->CLS kept);
+    ``M_b = (F_b + I) / rowsum(F_b + I)``; result = row 0 of ``M_{L-1} ... M_s``, ``s = start_layer``.
+    """
+    with recorded(model, inputs, with_grad=False) as (_, maps):
+        matrices = []
+        for attn in maps[start_layer:]:
+            fused = discard_lowest(fuse_heads(attn, head_fusion), discard_ratio)
+            matrices.append(row_normalise(fused + eye_like(fused)))
+        return rollout_row(matrices)
+
+
+def grad_rollout(model, inputs, class_index=None, start_layer=0, discard_ratio=0.9):
+    """Gradient rollout (vit-explain), with its bugs fixed (row normalisation keeps dims, each block's gradient
+    is paired with its own attention, discard applies to every sample):
+
+    ``F_b = max(mean_h(A_b * G_b), 0)``, lowest ``discard_ratio`` entries zeroed;
+    ``M_b = (F_b + I) / rowsum(F_b + I)``; result = row 0 of ``M_{L-1} ... M_s``.
+    ``G_b`` is the gradient with respect to the attention probabilities, as vit-explain describes it.
+    """
+    with recorded(model, inputs, with_grad=True) as (logits, maps):
+        target = target_classes(logits, class_index)
+        grads = gradients(logits, target, maps[start_layer:])
+    matrices = []
+    for attn, grad in zip(maps[start_layer:], grads):
+        fused = discard_lowest((attn.detach() * grad).mean(dim=1).clamp(min=0), discard_ratio, keep_first=False)
+        matrices.append(row_normalise(fused + eye_like(fused)))
+    return rollout_row(matrices)
+
+
+def attn_gradcam(model, inputs, class_index=None, gradcam_weights="row"):
+    """Grad-CAM on the last attention map: ``clamp(mean_h(w_h * A_h[CLS row]), 0)``.
+
+    ``w_h`` = mean of ``G_h`` over the CLS row's image tokens (``row``, TE ViT) or over the whole matrix
+    (``matrix``, TE BERT).
+    """
+    with recorded(model, inputs, with_grad=True) as (logits, maps):
+        target = target_classes(logits, class_index)
+        (grad,) = gradients(logits, target, maps[-1:])
+    attn = maps[-1].detach()
+    if gradcam_weights == "row":
+        weights = grad[:, :, 0, model.image_tokens].mean(dim=-1, keepdim=True)
+    else:
+        weights = grad.mean(dim=(2, 3)).unsqueeze(-1)
+    return (attn[:, :, 0] * weights).mean(dim=1).clamp(min=0)
+
+
+def generic_attribution(model, inputs, class_index=None, start_layer=0):
+    """Generic attention relevance (Chefer et al., ICCV 2021, no LRP):
+
+    ``R = I``; for each block ``b >= start_layer``: ``R = R + mean_h clamp(G_b * A_b, 0) R``; result = row 0.
+    """
+    with recorded(model, inputs, with_grad=True) as (logits, maps):
+        target = target_classes(logits, class_index)
+        grads = gradients(logits, target, maps[start_layer:])
+    matrices = []
+    for attn, grad in zip(maps[start_layer:], grads):
+        cam = (grad * attn.detach()).clamp(min=0).mean(dim=1)
+        matrices.append(cam + eye_like(cam))
+    return rollout_row(matrices)
+
+
+__all__ = ["attn_last_layer", "rollout", "grad_rollout", "attn_gradcam", "generic_attribution"]

@@ -1,0 +1,78 @@
+"""Pieces every method shares: the target class, recorded forwards with attention gradients, rollout products.
+
+Notation: ``A_b`` = softmax attention of block ``b`` (B x H x N x N), ``G_b`` = gradient of the target class's
+logit (not its probability) with respect to ``A_b``, row 0 = the CLS query.
+"""
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from baselines.relevance.layers import recording
+
+
+def target_classes(logits, class_index):
+    """The class to explain per sample: the predicted top class, or ``class_index`` (an int or ``[B]``)."""
+    if class_index is None:
+        return logits.argmax(dim=-1)
+    target = torch.as_tensor(class_index, device=logits.device).long().expand(logits.shape[0])
+    if (target < 0).any() or (target >= logits.shape[-1]).any():
+        raise ValueError(f"class index {target.tolist()} out of range for a model with {logits.shape[-1]} classes")
+    return target.clone()
+
+
+def target_logit(logits, target):
+    """``sum_b logits[b, target_b]``: one backward gives every sample's own gradients."""
+    return logits.gather(1, target[:, None]).sum()
+
+
+def one_hot(logits, target):
+    """The LRP seed: 1 at the target class (not scaled by the logit)."""
+    return F.one_hot(target, logits.shape[-1]).to(logits.dtype)
+
+
+@contextmanager
+def recorded(model, inputs, with_grad, **forward_options):
+    """Run a recorded forward; yields ``(logits, attention maps)``. Weights never receive gradients."""
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        with recording(model), torch.set_grad_enabled(with_grad):
+            logits = model(inputs, **forward_options)
+            yield logits, [core.attn for core in model.attention_cores]
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def gradients(logits, target, maps):
+    """``G`` for each of ``maps``: gradients of the target logits."""
+    return list(torch.autograd.grad(target_logit(logits, target), maps))
+
+
+def eye_like(matrix):
+    return torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
+
+
+def rollout_row(matrices, row=0):
+    """Row ``row`` of ``M_last @ ... @ M_first`` (later blocks on the left), as vector-matrix products."""
+    result = matrices[-1][:, row, :]
+    for matrix in reversed(matrices[:-1]):
+        result = torch.bmm(result.unsqueeze(1), matrix).squeeze(1)
+    return result
+
+
+def row_normalise(matrix):
+    return matrix / matrix.sum(dim=-1, keepdim=True)
+
+
+def pixel_maps(raw, patch_size, pixel_level=False):
+    """Raw maps ``[B, h, w]`` -> ``[B, 1, h * patch_size, w * patch_size]``: bilinear upsampling (skipped for
+    ``pixel_level`` maps such as ``full_lrp``'s), then per-image min-max normalisation to [0, 1]."""
+    maps = raw.float().unsqueeze(1)
+    if not pixel_level:
+        maps = F.interpolate(maps, scale_factor=patch_size, mode="bilinear", align_corners=False)
+    low = maps.amin(dim=(1, 2, 3), keepdim=True)
+    high = maps.amax(dim=(1, 2, 3), keepdim=True)
+    return torch.nan_to_num((maps - low) / (high - low))

@@ -1,0 +1,132 @@
+"""One registry of methods for every model, the ``explain`` call and the shared ``--method`` flags."""
+import argparse
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+from . import attention, beyond_intuition, lrp
+
+
+@dataclass(frozen=True)
+class Method:
+    function: Callable
+    summary: str
+    class_specific: bool = True
+    pixel_level: bool = False
+
+    @property
+    def options(self):
+        """The method's options and their defaults (the originals' eval-script defaults)."""
+        params = inspect.signature(self.function).parameters
+        return {name: p.default for name, p in params.items() if p.default is not inspect.Parameter.empty
+                and name != "class_index"}
+
+
+METHODS = {
+    "transformer_attribution": Method(lrp.transformer_attribution,
+                                      "LRP relevance x gradient of each attention map, rollout (Chefer CVPR'21)"),
+    "rollout": Method(attention.rollout, "head-fused attention + I, row-normalised, multiplied over blocks",
+                      class_specific=False),
+    "attn_last_layer": Method(attention.attn_last_layer, "last block's raw attention, CLS row, head mean",
+                              class_specific=False),
+    "attn_gradcam": Method(attention.attn_gradcam, "Grad-CAM on the last attention map"),
+    "lrp_last_layer": Method(lrp.lrp_last_layer, "partial LRP: last block's attention relevance (Voita et al.)"),
+    "full_lrp": Method(lrp.full_lrp, "LRP all the way to the input pixels", pixel_level=True),
+    "generic_attribution": Method(attention.generic_attribution,
+                                  "R += mean_h clamp(grad x A, 0) R over blocks (Chefer ICCV'21, no LRP)"),
+    "grad_rollout": Method(attention.grad_rollout, "gradient rollout of vit-explain (bugs fixed)"),
+    "beyond_intuition_h": Method(beyond_intuition.beyond_intuition_h,
+                                 "head-wise attribution x integrated gradients (Chen et al., Ours-H)"),
+    "beyond_intuition_t": Method(beyond_intuition.beyond_intuition_t,
+                                 "token-wise attribution x integrated gradients (Chen et al., Ours-T)"),
+}
+
+ALIASES = {"lrp": "full_lrp", "partial_lrp": "lrp_last_layer", "last_attn": "attn_last_layer",
+           "ours": "beyond_intuition_h", "ours_c": "beyond_intuition_t"}
+"""The originals' names. TE's own ``lrp`` flag silently ran transformer_attribution; here it is full LRP."""
+
+METHOD_NAMES = list(METHODS)
+
+
+def resolve(name):
+    """The canonical name of a method or of one of its original aliases."""
+    canonical = ALIASES.get(name, name)
+    if canonical not in METHODS:
+        raise ValueError(f"unknown method '{name}' (choose from {', '.join(METHOD_NAMES)})")
+    return canonical
+
+
+def explain(model, inputs, method, class_index=None, **options):
+    """Raw explanation maps of a batch, unnormalised and not upsampled.
+
+    ``inputs``: what the model takes (normalised images ``[B, 3, H, W]`` for a ViT). ``class_index``: None
+    (the predicted top class), an int or ``[B]``. Returns ``[B, grid_h, grid_w]`` for a ViT (``[B, H, W]`` for
+    ``full_lrp``), computed in one batched pass; sample ``b`` depends on ``inputs[b]`` only.
+    """
+    spec = METHODS[resolve(method)]
+    options = {**getattr(model, "method_defaults", {}).get(resolve(method), {}), **options}
+    validate_options(model, options)
+    result = spec.function(model, inputs, class_index=class_index, **options)
+    return result if spec.pixel_level else model.token_map(result)
+
+
+class Explainer:
+    """Captum-style call: ``Explainer(model, "rollout", discard_ratio=0.9).attribute(images, target=3)``."""
+
+    def __init__(self, model, method, **options):
+        self.model, self.method, self.options = model, resolve(method), options
+
+    def attribute(self, inputs, target=None):
+        return explain(self.model, inputs, self.method, class_index=target, **self.options)
+
+
+def method_help():
+    lines = [f"  {name:<24} {spec.summary}" for name, spec in METHODS.items()]
+    lines.append("  aliases: " + ", ".join(f"{a} = {c}" for a, c in ALIASES.items()))
+    return "methods:\n" + "\n".join(lines)
+
+
+def add_method_arguments(parser, default="transformer_attribution"):
+    """``--method`` and every method option; an option left unset takes the method's own default."""
+    group = parser.add_argument_group("method", "which explanation and its settings (see 'methods' below)")
+    group.add_argument("--method", default=default, choices=METHOD_NAMES + list(ALIASES), metavar="M",
+                       help=f"explanation method (default {default})")
+    group.add_argument("--class-index", type=int, default=None,
+                       help="explain this class (default: the predicted top class)")
+    group.add_argument("--start-layer", type=int, default=None,
+                       help="0-based index of the first block included (default: the method's, e.g. 1 for "
+                            "transformer_attribution and rollout, 3 / 6 for beyond_intuition_h / _t)")
+    group.add_argument("--head-fusion", choices=["mean", "min", "max"], default=None,
+                       help="rollout: how heads are fused (default mean)")
+    group.add_argument("--discard-ratio", type=float, default=None,
+                       help="rollout / grad_rollout: fraction of lowest attention entries zeroed "
+                            "(default 0 for rollout, 0.9 for grad_rollout)")
+    group.add_argument("--steps", type=int, default=None,
+                       help="beyond_intuition_*: integrated-gradient steps (default 20)")
+    group.add_argument("--is-ablation", action="store_true",
+                       help="lrp_last_layer: multiply the relevance by the attention gradient")
+    if parser.epilog is None:
+        parser.epilog = method_help()
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def method_options(args):
+    """The options of ``args`` that the chosen method takes (unset ones omitted)."""
+    accepted = METHODS[resolve(args.method)].options
+    values = {"start_layer": args.start_layer, "head_fusion": args.head_fusion,
+              "discard_ratio": args.discard_ratio, "steps": args.steps,
+              "is_ablation": args.is_ablation or None}
+    return {k: v for k, v in values.items() if v is not None and k in accepted}
+
+
+def validate_options(model, options):
+    """One-line errors for option values that do not fit the model."""
+    depth = len(model.attention_cores)
+    start = options.get("start_layer")
+    if start is not None and not 0 <= start < depth:
+        raise ValueError(f"--start-layer {start} out of range for a model with {depth} blocks")
+    if options.get("steps") is not None and options["steps"] < 1:
+        raise ValueError("--steps must be at least 1")
+    ratio = options.get("discard_ratio")
+    if ratio is not None and not 0 <= ratio < 1:
+        raise ValueError("--discard-ratio must be in [0, 1)")

@@ -1,0 +1,166 @@
+"""Layers that can pass relevance backwards, shared by every model (ViT, BERT, ...).
+
+Each layer computes its forward exactly like its ``torch.nn`` parent. While the model is inside
+``recording(model)``, a layer keeps the inputs its rule needs (references to tensors autograd keeps anyway);
+``relprop(R, composite)`` then returns the relevance of those inputs. Layers whose rule is the identity in both
+original rule sets (LayerNorm, GELU, Tanh, Softmax, Dropout) are plain ``PassThrough`` layers.
+"""
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import rules
+
+
+class RelevanceLayer(nn.Module):
+    """Base: ``keep`` stores tensors for ``relprop`` only while recording."""
+    recording = False
+
+    def keep(self, **tensors):
+        if self.recording:
+            self.saved = tensors
+
+    def relprop(self, R, composite):
+        raise NotImplementedError
+
+
+@contextmanager
+def recording(model):
+    """Record what the relevance rules need during the forwards inside the block; forget it on exit."""
+    layers = [m for m in model.modules() if isinstance(m, RelevanceLayer)]
+    for layer in layers:
+        layer.recording = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.recording = False
+            layer.__dict__.pop("saved", None)
+
+
+class PassThrough:
+    """Mixin for layers whose relevance rule is the identity."""
+
+    def relprop(self, R, composite):
+        return R
+
+
+class LayerNorm(PassThrough, nn.LayerNorm):
+    pass
+
+
+class GELU(PassThrough, nn.GELU):
+    pass
+
+
+class Tanh(PassThrough, nn.Tanh):
+    pass
+
+
+class Dropout(PassThrough, nn.Dropout):
+    pass
+
+
+class Linear(RelevanceLayer, nn.Linear):
+    """``y = x W^T + b``; relevance by the composite's linear rule (bias excluded)."""
+
+    def forward(self, x):
+        self.keep(x=x)
+        return F.linear(x, self.weight, self.bias)
+
+    def relprop(self, R, composite):
+        return composite.linear(self.saved["x"], self.weight, R)
+
+
+class PatchConv(RelevanceLayer, nn.Conv2d):
+    """The patch-embedding convolution; relevance by the z^B rule (both rule sets)."""
+
+    def forward(self, x):
+        self.keep(x=x)
+        return self._conv_forward(x, self.weight, self.bias)
+
+    def relprop(self, R, composite):
+        return rules.conv_zbeta(self.saved["x"], self.weight, self.stride, self.padding, R)
+
+
+class Add(RelevanceLayer):
+    """Residual addition ``a + b``; relevance by the composite's add rule, returns ``[R_a, R_b]``."""
+
+    def forward(self, a, b):
+        self.keep(a=a, b=b)
+        return a + b
+
+    def relprop(self, R, composite):
+        return composite.add([self.saved["a"], self.saved["b"]], R)
+
+
+class Clone(RelevanceLayer):
+    """A tensor used by several branches; relprop merges the branches' relevances."""
+
+    def forward(self, x):
+        self.keep(x=x)
+        return x
+
+    def relprop(self, Rs, composite):
+        return rules.clone(self.saved["x"], Rs)
+
+
+class TokenSelect(RelevanceLayer):
+    """Pooling by one token (the CLS token): ``y = x[:, index]``."""
+
+    def __init__(self, index=0):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        self.keep(x=x)
+        return x[:, self.index]
+
+    def relprop(self, R, composite):
+        return rules.select_token(self.saved["x"], self.index, R)
+
+
+class AttentionCore(RelevanceLayer):
+    """Scaled dot-product attention over heads, ``out = softmax(q k^T * scale + mask) v`` (q, k, v: B x H x N x d).
+
+    While recording, the attention probabilities ``A`` are materialised and kept (``self.attn``); with gradients
+    enabled they always require grad (a leaf when nothing before them does, e.g. with frozen weights), so methods
+    can take gradients with respect to them. Otherwise the fused kernel runs.
+    ``relprop`` follows TE: ``(R_A, R_v) = matmul rule on A v``, both halved; the softmax passes relevance;
+    ``(R_q, R_k) = matmul rule on q k^T`` (unscaled), both halved. ``R_A`` is kept as ``self.attn_relevance``.
+    """
+
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, q, k, v, mask=None):
+        if not self.recording:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        scores = (q @ k.transpose(-1, -2)) * self.scale
+        if mask is not None:
+            scores = scores + mask
+        attn = scores.softmax(dim=-1)
+        if torch.is_grad_enabled() and not attn.requires_grad:
+            attn.requires_grad_()
+        self.keep(q=q, k=k, v=v, attn=attn)
+        return attn @ v
+
+    @property
+    def attn(self):
+        return self.saved["attn"]
+
+    @property
+    def attn_relevance(self):
+        return self.saved["attn_relevance"]
+
+    def relprop(self, R, composite, stop_at_attention=False):
+        q, k, v, attn = (self.saved[n] for n in ("q", "k", "v", "attn"))
+        R_attn, R_v = (r / 2 for r in rules.matmul(attn, v, R))
+        self.saved["attn_relevance"] = R_attn
+        if stop_at_attention:
+            return None
+        R_q, R_kt = (r / 2 for r in rules.matmul(q, k.transpose(-1, -2), R_attn))
+        return R_q, R_kt.transpose(-1, -2), R_v

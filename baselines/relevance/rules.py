@@ -1,0 +1,113 @@
+"""How relevance passes one operation: the LRP rules of the original works, as batched tensor functions.
+
+Every function takes the operation's recorded inputs and the relevance ``R`` of its output and returns the
+relevance of its inputs. Sums that the rules normalise by are taken per sample (dimension 0 is the batch), so a
+batch of B inputs gives B independent explanations. No function builds an autograd graph.
+
+Two rule sets exist (see ``composites.py``): TE's ``layers_ours`` (conservative) and ``layers_lrp`` (plain LRP).
+"""
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-9
+
+
+def safe_divide(a, b):
+    """``a / (b + 1e-9)``, and exactly 0 where ``b == 0`` (TE's stabiliser, sign-agnostic)."""
+    den = b + EPS
+    den = den + (den == 0) * EPS
+    return a / den * (b != 0)
+
+
+def _split_signs(x):
+    return x.clamp(min=0), x.clamp(max=0)
+
+
+def linear_zplus(x, weight, R):
+    """Conservative z+ rule (TE ``layers_ours``, alpha = 1, beta = 0), bias excluded:
+
+    ``Z = x+ W+^T + x- W-^T``;  ``S = R / Z``;  ``R_in = x+ * (S W+) + x- * (S W-)``.
+    """
+    xp, xn = _split_signs(x)
+    wp, wn = _split_signs(weight)
+    S = safe_divide(R, F.linear(xp, wp) + F.linear(xn, wn))
+    return xp * (S @ wp) + xn * (S @ wn)
+
+
+def linear_alpha1_separate(x, weight, R):
+    """TE ``layers_lrp`` linear rule with alpha = 1: each sign part normalised on its own (not conservative):
+
+    ``R_in = x+ * ((R / x+W+^T) W+) + x- * ((R / x-W-^T) W-)``.
+    """
+    xp, xn = _split_signs(x)
+    wp, wn = _split_signs(weight)
+    return xp * (safe_divide(R, F.linear(xp, wp)) @ wp) + xn * (safe_divide(R, F.linear(xn, wn)) @ wn)
+
+
+def conv_zbeta(x, weight, stride, padding, R):
+    """z^B (bounded) rule for the first convolution, bounds = per-sample min and max of the input:
+
+    ``Z = conv(x, W) - conv(L, W+) - conv(H, W-) + 1e-9``;  ``S = R / Z``;
+    ``R_in = x * convT(S, W) - L * convT(S, W+) - H * convT(S, W-)``.
+    """
+    wp, wn = _split_signs(weight)
+    dims = tuple(range(1, x.dim()))
+    low = x.amin(dim=dims, keepdim=True).expand_as(x)
+    high = x.amax(dim=dims, keepdim=True).expand_as(x)
+
+    def conv(inp, w):
+        return F.conv2d(inp, w, stride=stride, padding=padding)
+
+    S = R / (conv(x, weight) - conv(low, wp) - conv(high, wn) + EPS)
+    out_size = x.shape[-2:]
+
+    def conv_t(w):
+        extra = [o - ((s - 1) * st - 2 * p + k) for o, s, st, p, k in
+                 zip(out_size, S.shape[-2:], stride, padding, w.shape[-2:])]
+        return F.conv_transpose2d(S, w, stride=stride, padding=padding, output_padding=extra)
+
+    return x * conv_t(weight) - low * conv_t(wp) - high * conv_t(wn)
+
+
+def gradient_x_input(inputs, R):
+    """LRP-0 for a sum ``Z = sum_i x_i``: ``R_i = x_i * R / Z`` (TE ``RelPropSimple`` on ``Add``)."""
+    S = safe_divide(R, sum(inputs))
+    return [x * S for x in inputs]
+
+
+def _per_sample_sum(t):
+    return t.flatten(1).sum(1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def add_normalised(inputs, R):
+    """TE's residual rule: gradient x input, then each branch rescaled so that the two shares sum to ``sum R``
+    and each share is proportional to the absolute value of its raw sum (sums per sample)."""
+    a, b = gradient_x_input(inputs, R)
+    a_sum, b_sum = _per_sample_sum(a), _per_sample_sum(b)
+    total = a_sum.abs() + b_sum.abs()
+    r_sum = _per_sample_sum(R)
+    a = a * safe_divide(safe_divide(a_sum.abs(), total) * r_sum, a_sum)
+    b = b * safe_divide(safe_divide(b_sum.abs(), total) * r_sum, b_sum)
+    return [a, b]
+
+
+def clone(x, Rs):
+    """Merge the relevance of ``n`` uses of ``x``: ``R_in = x * sum_i R_i / x`` (TE ``Clone``)."""
+    return x * sum(safe_divide(r, x) for r in Rs)
+
+
+def matmul(a, b, R):
+    """LRP-0 for ``Z = a @ b``: ``R_a = a * (S b^T)``, ``R_b = b * (a^T S)`` with ``S = R / Z``.
+
+    Each operand receives about the whole relevance; the attention code halves both (TE's normalisation).
+    """
+    S = safe_divide(R, a @ b)
+    return a * (S @ b.transpose(-1, -2)), b * (a.transpose(-1, -2) @ S)
+
+
+def select_token(x, index, R):
+    """Relevance of a token pooling ``y = x[:, index]``: ``R_in[:, index] = x[:, index] * R / x[:, index]``."""
+    out = torch.zeros_like(x)
+    picked = x[:, index]
+    out[:, index] = picked * safe_divide(R, picked)
+    return out
