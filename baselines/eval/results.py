@@ -1,0 +1,211 @@
+"""TE's `results.hdf5` (written by `generate_visualizations.py`, read by the perturbation test).
+
+Layout (TE): `vis` float32 [N, 1, H, W] (min-max normalised map), `image` float32 [N, 3, H, W] (the [0, 1] image,
+not normalised), `target` int32 [N] (ground-truth label). We add `index` int64 [N] (the dataset index of each row)
+and attributes describing the run (`method`, `vis_class`, `class_id`, `model`, `settings` as JSON).
+
+Crash safety and resumption. The rows go to `PATH.partial`, whose datasets are contiguous, uncompressed and
+allocated in full when the file is made: afterwards no HDF5 metadata changes, and the rows are written through
+memory maps of the datasets' byte ranges (so several processes can write disjoint rows). Batch b holds the rows
+[b B, (b + 1) B); its flag in `PATH.partial.done` (one byte per batch) is set only after its rows are written, so
+a process killed at any point leaves every flagged batch complete. A rerun with the same settings computes the
+unflagged batches only, with the same batch composition, so the result equals an uninterrupted run's. When every
+batch is flagged the partial file is renamed to PATH (optionally repacked with gzip first): PATH is never partly
+written.
+"""
+import json
+import os
+
+import h5py
+import numpy as np
+import torch
+
+DATASETS = ("vis", "image", "target")
+
+
+class InputError(Exception):
+    """Bad input (file, folder, option): the scripts print its one-line message and exit non-zero."""
+
+
+def _describe(settings):
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def _allocated(group, name, shape, dtype):
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    space = h5py.h5s.create_simple(tuple(shape))
+    h5py.h5d.create(group.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
+
+
+class ResultsWriter:
+    """Resumable writer of `results.hdf5` for the batches of a fixed list of dataset indices.
+
+    settings: everything that determines the rows (method, options, model, vis class, batch size, ...); a partial
+    file written with other settings or indices is discarded. All processes construct the writer; `dist` (see
+    `baselines.eval.distributed`) says which one creates and finalises the file.
+    """
+
+    def __init__(self, path, indices, image_shape, batch_size, settings, dist):
+        self.path, self.partial, self.flags = path, path + ".partial", path + ".partial.done"
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.image_shape, self.batch_size, self.dist = tuple(image_shape), batch_size, dist
+        self.settings = dict(settings, batch_size=batch_size, num_rows=len(self.indices))
+        self.num_batches = -(-len(self.indices) // batch_size)
+        self.maps = {}
+
+    def is_complete(self):
+        """Whether PATH already holds this run's rows (same settings and indices)."""
+        return self._matches(self.path)
+
+    def _matches(self, path):
+        try:
+            with h5py.File(path, "r") as f:
+                return f.attrs.get("settings") == _describe(self.settings) and np.array_equal(f["index"][()], self.indices)
+        except (OSError, KeyError):
+            return False
+
+    def _create(self):
+        for stale in (self.partial, self.flags):
+            if os.path.exists(stale):
+                os.remove(stale)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        n, (channels, height, width) = len(self.indices), self.image_shape
+        with h5py.File(self.partial + ".tmp", "w") as f:
+            _allocated(f, "vis", (n, 1, height, width), np.float32)
+            _allocated(f, "image", (n, channels, height, width), np.float32)
+            _allocated(f, "target", (n,), np.int32)
+            f.create_dataset("index", data=self.indices)
+            f.attrs["settings"] = _describe(self.settings)
+            for key in ("method", "vis_class", "class_id", "model"):
+                f.attrs[key] = str(self.settings.get(key))
+        np.zeros(self.num_batches, dtype=np.uint8).tofile(self.flags + ".tmp")
+        os.replace(self.flags + ".tmp", self.flags)
+        os.replace(self.partial + ".tmp", self.partial)
+
+    def open(self):
+        """Create PATH.partial (or reuse a matching one) and map it; returns the number of batches already done."""
+        if self.dist.rank == 0:
+            resumable = os.path.exists(self.flags) and self._matches(self.partial)
+            if resumable and os.path.getsize(self.flags) == self.num_batches:
+                print(f"resuming {self.partial}", flush=True)
+            else:
+                self._create()
+        self.dist.barrier()
+        with h5py.File(self.partial, "r") as f:
+            layout = {name: (f[name].id.get_offset(), f[name].shape, f[name].dtype) for name in DATASETS}
+        for name, (offset, shape, dtype) in layout.items():
+            self.maps[name] = np.memmap(self.partial, dtype=dtype, mode="r+", offset=offset, shape=shape)
+        self.maps["done"] = np.memmap(self.flags, dtype=np.uint8, mode="r+", shape=(self.num_batches,))
+        return int(self.maps["done"].sum())
+
+    def pending(self, rank=0, world=1):
+        """This process's unfinished batches: batch b belongs to process b mod world."""
+        done = self.maps["done"]
+        return [b for b in range(rank, self.num_batches, world) if not done[b]]
+
+    def rows(self, batch):
+        """Dataset indices of the rows of a batch."""
+        return self.indices[batch * self.batch_size:(batch + 1) * self.batch_size]
+
+    def write(self, batch, vis, image, target):
+        """Store one batch (tensors or arrays: vis [B,1,H,W], image [B,3,H,W], target [B]), then flag it done."""
+        rows = slice(batch * self.batch_size, batch * self.batch_size + len(target))
+        for name, value in (("vis", vis), ("image", image), ("target", target)):
+            if isinstance(value, torch.Tensor):
+                value = value.detach().cpu().numpy()
+            self.maps[name][rows] = value
+        self.maps["done"][batch] = 1
+
+    def finalize(self, compression=None):
+        """After every process's last batch: rename the complete partial file to PATH (rank 0)."""
+        for value in self.maps.values():
+            value.flush()
+        complete = bool(self.maps["done"].all())
+        self.maps.clear()
+        self.dist.barrier()
+        if self.dist.rank != 0:
+            return
+        if not complete:
+            raise RuntimeError(f"{self.partial}: some batches are missing")
+        if compression:
+            _repack(self.partial, compression)
+        os.replace(self.partial, self.path)
+        os.remove(self.flags)
+
+
+def _repack(path, compression):
+    """Rewrite `path` with chunked, compressed datasets (one row per chunk), through a temporary file."""
+    with h5py.File(path, "r") as source, h5py.File(path + ".tmp", "w") as target:
+        for name, dataset in source.items():
+            chunks = (1, *dataset.shape[1:]) if dataset.ndim > 1 else None
+            out = target.create_dataset(name, shape=dataset.shape, dtype=dataset.dtype, chunks=chunks,
+                                        compression=compression)
+            for start in range(0, len(dataset), 256):
+                out[start:start + 256] = dataset[start:start + 256]
+        target.attrs.update(source.attrs)
+    os.replace(path + ".tmp", path)
+
+
+def check_results(path, method=None, canonical=lambda name: name):
+    """Validate a results file; returns (number of rows, attributes). Raises InputError with a one-line reason.
+
+    Checks: a readable HDF5 file, the datasets of TE's layout with consistent shapes, every dataset's bytes within
+    the file (a truncated file fails here, not half-way), at least one row, and (when the file records it) that it
+    was written by `method` (names compared after `canonical`).
+    """
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file (run generate_visualizations.py first)")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [name for name in DATASETS if name not in f]
+            if missing:
+                raise InputError(f"{path}: not a results file, datasets {missing} missing")
+            vis, image, target = (f[name] for name in DATASETS)
+            n = len(target)
+            if vis.ndim != 4 or image.ndim != 4 or vis.shape[1] != 1 or len(vis) != n or len(image) != n \
+                    or vis.shape[2:] != image.shape[2:]:
+                raise InputError(f"{path}: inconsistent shapes vis {vis.shape}, image {image.shape}, target {target.shape}")
+            if n == 0:
+                raise InputError(f"{path}: the file holds no rows")
+            size = os.path.getsize(path)
+            if any(_end(f[name]) > size for name in DATASETS):
+                raise InputError(f"{path}: the file is truncated")
+            attrs = {key: value for key, value in f.attrs.items()}
+    except OSError as error:
+        raise InputError(f"{path}: not a readable HDF5 file ({str(error).splitlines()[0]})") from None
+    written = attrs.get("method")
+    if method is not None and written is not None and canonical(str(written)) != canonical(method):
+        raise InputError(f"{path} was written by method {written}, not {method}")
+    return n, attrs
+
+
+def _end(dataset):
+    """One past the last byte of a dataset's stored data."""
+    if dataset.chunks is None:
+        offset = dataset.id.get_offset()
+        return 0 if offset is None else offset + dataset.id.get_storage_size()
+    count = dataset.id.get_num_chunks()
+    return max((sum(dataset.id.get_chunk_info(i)[2:4]) for i in range(count)), default=0)
+
+
+class ResultsBatches(torch.utils.data.Dataset):
+    """Item i = (batch b, image, vis, target) of rows [b B, min((b + 1) B, num_rows)) for b = batches[i].
+
+    The file opens lazily (once per DataLoader worker).
+    """
+
+    def __init__(self, path, batch_size, batches, num_rows):
+        self.path, self.batch_size, self.batches, self.num_rows = path, batch_size, list(batches), num_rows
+        self.file = None
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        if self.file is None:
+            self.file = h5py.File(self.path, "r")
+        start = self.batches[i] * self.batch_size
+        rows = slice(start, min(start + self.batch_size, self.num_rows))
+        return (self.batches[i], *(torch.from_numpy(self.file[name][rows]) for name in ("image", "vis", "target")))
