@@ -48,6 +48,11 @@ ALIASES = {"lrp": "full_lrp", "partial_lrp": "lrp_last_layer", "last_attn": "att
 METHOD_NAMES = list(METHODS)
 
 
+def resolve_many(names):
+    """Canonical names of a list of methods; ``["all"]`` means every method."""
+    return list(METHOD_NAMES) if list(names) == ["all"] else [resolve(name) for name in names]
+
+
 def resolve(name):
     """The canonical name of a method or of one of its original aliases."""
     canonical = ALIASES.get(name, name)
@@ -86,11 +91,16 @@ def method_help():
     return "methods:\n" + "\n".join(lines)
 
 
-def add_method_arguments(parser, default="transformer_attribution"):
-    """``--method`` and every method option; an option left unset takes the method's own default."""
+def add_method_arguments(parser, default="transformer_attribution", multiple=False):
+    """``--method`` and every method option; an option left unset takes the method's own default.
+    With ``multiple``, ``--method`` takes several names or ``all`` (see ``resolve_many``)."""
     group = parser.add_argument_group("method", "which explanation and its settings (see 'methods' below)")
-    group.add_argument("--method", default=default, choices=METHOD_NAMES + list(ALIASES), metavar="M",
-                       help=f"explanation method (default {default})")
+    if multiple:
+        group.add_argument("--method", nargs="+", default=[default], metavar="M",
+                           help=f"one or more methods, or 'all' (default {default})")
+    else:
+        group.add_argument("--method", default=default, choices=METHOD_NAMES + list(ALIASES), metavar="M",
+                           help=f"explanation method (default {default})")
     group.add_argument("--class-index", type=int, default=None,
                        help="explain this class (default: the predicted top class)")
     group.add_argument("--start-layer", type=int, default=None,

@@ -219,7 +219,7 @@ def _config_from_timm(name):
     try:
         ref = timm.create_model(name, pretrained=False)
     except Exception as error:
-        raise ModelError(f"unknown model '{name}' ({error})") from None
+        raise ModelError(f"unknown model '{name}': neither a timm ViT name nor a model card ({error})") from None
     plain = (isinstance(ref, TimmViT) and ref.global_pool == "token" and ref.num_prefix_tokens == 1
              and isinstance(ref.norm_pre, nn.Identity) and isinstance(ref.fc_norm, nn.Identity)
              and isinstance(ref.blocks[0].ls1, nn.Identity))

@@ -1,0 +1,43 @@
+"""What every command-line script shares: the device flag, model flags and one-line errors."""
+import sys
+
+import torch
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def default_device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def add_model_arguments(parser):
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=None,
+                       help="timm ViT name (vit_base_patch16_224, deit_small_patch16_224, ...) or a model card "
+                            "JSON; default: the shipped tiny ViT trained on the synthetic benchmark")
+    source = group.add_mutually_exclusive_group()
+    source.add_argument("--weights", default=None,
+                        help="local checkpoint: timm state dict, original JAX/DeiT .pth, {'model': ...} wrapper "
+                             "or .safetensors")
+    source.add_argument("--pretrained", action="store_true", help="download the weights through timm")
+    group.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
+
+
+def load_model(args):
+    from baselines.models import create_model
+    if args.model is None and (args.weights or args.pretrained):
+        raise UserError("--weights / --pretrained need --model NAME (the architecture)")
+    return create_model(args.model, weights=args.weights, pretrained=args.pretrained, device=args.device)
+
+
+def run(main):
+    """Call ``main()``; user errors become ``error: <one line>`` on stderr and exit status 2."""
+    from baselines.models import ModelError
+    try:
+        main()
+    except (UserError, ModelError, ValueError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
