@@ -1,0 +1,9 @@
+"""Shared test settings: offline, few threads, deterministic."""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
