@@ -114,30 +114,32 @@ def _random_colour(rng):
     return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"), dtype=np.float32)[0, 0]
 
 
-def _texture(rng, size=IMAGE_SIZE):
-    """A size x size x 3 float32 fill: solid, stripes, checker, gradient or speckle in random colours."""
+def _texture(rng):
+    """A random fill (solid, stripes, checker, gradient or speckle in two random colours) as a painter.
+
+    All randomness is drawn here; ``painter(image, mask)`` then colours the mask's pixels of ``image`` in place.
+    """
     first, second = _random_colour(rng), _random_colour(rng)
-    kind = rng.integers(5)
-    y, x = np.mgrid[:size, :size].astype(np.float32)
-    if kind == 0:
-        weight = np.zeros((size, size), np.float32)
-    elif kind == 1:
-        angle, period = rng.uniform(0, np.pi), rng.uniform(8, 20)
-        weight = ((x * np.cos(angle) + y * np.sin(angle)) // (period / 2) % 2).astype(np.float32)
-    elif kind == 2:
-        period = rng.uniform(8, 20)
-        weight = ((x // period + y // period) % 2).astype(np.float32)
-    elif kind == 3:
-        angle = rng.uniform(0, 2 * np.pi)
-        ramp = x * np.cos(angle) + y * np.sin(angle)
-        weight = (ramp - ramp.min()) / (ramp.max() - ramp.min())
-    else:
-        weight = rng.random((size, size), dtype=np.float32) * 0.6
-    return first + weight[..., None] * (second - first)
+    kind, angle, period = rng.integers(5), rng.uniform(0, 2 * np.pi), rng.uniform(8, 20)
+    speckle_seed = int(rng.integers(2**32))
 
+    def painter(image, mask):
+        y, x = np.nonzero(mask)
+        y, x = y.astype(np.float32), x.astype(np.float32)
+        if kind == 0:
+            weight = np.zeros_like(x)
+        elif kind == 1:
+            weight = (x * np.cos(angle) + y * np.sin(angle)) // (period / 2) % 2
+        elif kind == 2:
+            weight = (x // period + y // period) % 2
+        elif kind == 3:
+            ramp = x * np.cos(angle) + y * np.sin(angle)
+            weight = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1.0) if ramp.size else ramp
+        else:
+            weight = np.random.default_rng(speckle_seed).random(x.size, dtype=np.float32) * 0.6
+        image[mask] = first + weight[:, None] * (second - first)
 
-def _fill(image, mask, colours):
-    image[mask] = colours[mask]
+    return painter, first
 
 
 def _object_mask(rng, label, size=IMAGE_SIZE):
@@ -164,7 +166,8 @@ def _distractor_mask(rng, size=IMAGE_SIZE):
     start = rng.uniform(0, size, 2)
     width = int(rng.integers(3, 7))
     if kind == 0:
-        end = start + rng.uniform(30, 110) * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), np.sin(a)])
+        angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(30, 110)
+        end = start + length * np.array([np.cos(angle), np.sin(angle)])
         draw.line([tuple(start), tuple(end)], fill=1, width=width)
     elif kind == 1:
         steps = rng.uniform(-35, 35, (int(rng.integers(3, 6)), 2))
@@ -197,14 +200,15 @@ def generate(seed, split, index, with_object=True):
     label = index % len(CLASS_NAMES)
     image = _background(rng)
     for _ in range(rng.integers(DISTRACTORS[0], DISTRACTORS[1] + 1)):
-        _fill(image, _distractor_mask(rng), _texture(rng))
+        mask = _distractor_mask(rng)
+        _texture(rng)[0](image, mask)
     mask = _object_mask(rng, label)
-    fill = _texture(rng)
+    paint, colour = _texture(rng)
     outline_width = int(rng.integers(2, 4))
-    outline = _random_colour(rng) * 0.25 if fill.mean() > 110 else 255 - _random_colour(rng) * 0.25
+    outline = _random_colour(rng) * 0.25 if colour.mean() > 110 else 255 - _random_colour(rng) * 0.25
     if with_object:
         image[mask] = outline
-        _fill(image, ndimage.binary_erosion(mask, iterations=outline_width), fill)
+        paint(image, ndimage.binary_erosion(mask, iterations=outline_width))
     return Sample(np.round(image).astype(np.uint8), mask.astype(np.uint8), label)
 
 
