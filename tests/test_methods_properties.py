@@ -1,0 +1,129 @@
+"""Batched explanations: equal to per-sample ones, finite, right shape, class-specific where they should be,
+and the originals' bugs stay fixed."""
+import argparse
+
+import pytest
+import torch
+
+from baselines.methods import METHOD_NAMES, METHODS, Explainer, add_method_arguments, explain, method_options
+from baselines.methods.attention import discard_lowest
+from baselines.methods.registry import resolve
+from tiny_models import ours_from, timm_tiny
+
+FAST = {"steps": 4}
+
+
+def options_for(method):
+    return {k: v for k, v in FAST.items() if k in METHODS[method].options}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ours_from(timm_tiny(depth=8, offset=0.5))
+
+
+@pytest.fixture(scope="module")
+def images():
+    torch.manual_seed(2)
+    return torch.randn(4, 3, 64, 64)
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_batch_equals_single_and_shape(model, images, method):
+    batched = explain(model, images, method, **options_for(method))
+    expected_shape = (4, 64, 64) if METHODS[method].pixel_level else (4, 4, 4)
+    assert batched.shape == expected_shape
+    singles = torch.cat([explain(model, images[i:i + 1], method, **options_for(method)) for i in range(4)])
+    scale = singles.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-30)
+    assert ((batched - singles).abs() / scale).max() <= 1e-5
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_finite_on_black_constant_and_random_images(model, method):
+    torch.manual_seed(3)
+    batch = torch.stack([torch.zeros(3, 64, 64), torch.full((3, 64, 64), 0.7), torch.randn(3, 64, 64)])
+    assert torch.isfinite(explain(model, batch, method, **options_for(method))).all()
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_class_specific_methods_follow_class_index(model, images, method):
+    first = explain(model, images, method, class_index=0, **options_for(method))
+    second = explain(model, images, method, class_index=torch.tensor([1, 2, 3, 4]), **options_for(method))
+    changed = not torch.allclose(first, second)
+    assert changed == METHODS[method].class_specific
+
+
+def test_class_index_out_of_range_is_refused(model, images):
+    with pytest.raises(ValueError, match="out of range"):
+        explain(model, images, "transformer_attribution", class_index=5)
+
+
+def test_start_layer_out_of_range_is_refused(model, images):
+    with pytest.raises(ValueError, match="--start-layer"):
+        explain(model, images, "rollout", start_layer=8)
+
+
+def test_explainer_call_shape(model, images):
+    explainer = Explainer(model, "rollout", discard_ratio=0.5)
+    torch.testing.assert_close(explainer.attribute(images, target=2), explain(model, images, "rollout",
+                                                                              discard_ratio=0.5))
+
+
+def test_lrp_alias_is_full_lrp_not_transformer_attribution(model, images):
+    assert resolve("lrp") == "full_lrp" and resolve("partial_lrp") == "lrp_last_layer"
+    assert explain(model, images, "lrp").shape == (4, 64, 64)
+
+
+def test_discard_applies_to_every_sample_and_keeps_cls_entry():
+    fused = torch.rand(3, 5, 5)
+    out = discard_lowest(fused, 0.4)
+    for b in range(3):
+        assert (out[b] == 0).sum() >= 9
+        assert out[b, 0, 0] == fused[b, 0, 0]
+
+
+def test_rollout_normalises_rows_with_keepdim(model, images):
+    """vit-explain divided column j by the sum of row j (``sum(dim=-1)`` without keepdim); with max fusion the
+    rows do not sum to 1 and the two differ. Ours is the row-normalised product."""
+    ours = explain(model, images[:1], "rollout", head_fusion="max", start_layer=7).reshape(-1)
+    from baselines.methods.common import recorded
+    with recorded(model, images[:1], with_grad=False) as (_, maps):
+        fused = maps[-1].amax(dim=1)[0]
+    a = (fused + torch.eye(fused.shape[0])) / 2
+    torch.testing.assert_close(ours, (a / a.sum(dim=-1, keepdim=True))[0, 1:])
+    assert not torch.allclose(ours, (a / a.sum(dim=-1))[0, 1:])
+
+
+def test_grad_rollout_pairs_each_gradient_with_its_own_block(model, images):
+    """vit-explain zipped forward-ordered maps with backward-ordered gradients; ours pairs them correctly."""
+    from baselines.methods.common import gradients, recorded, rollout_row, row_normalise
+    with recorded(model, images[:1], with_grad=True) as (logits, maps):
+        grads = gradients(logits, logits.argmax(-1), maps)
+
+    def product(pairs):
+        mats = []
+        for attn, grad in pairs:
+            fused = discard_lowest((attn.detach() * grad).mean(1).clamp(min=0), 0.9, keep_first=False)
+            mats.append(row_normalise(fused + torch.eye(fused.shape[-1])))
+        return rollout_row(mats)[:, 1:].reshape(-1)
+
+    ours = explain(model, images[:1], "grad_rollout").reshape(-1)
+    torch.testing.assert_close(ours, product(zip(maps, grads)))
+    assert not torch.allclose(ours, product(zip(maps, grads[::-1])))
+
+
+def test_boolean_flags_are_switches():
+    parser = argparse.ArgumentParser()
+    add_method_arguments(parser)
+    assert parser.parse_args([]).is_ablation is False
+    args = parser.parse_args(["--method", "lrp_last_layer", "--is-ablation"])
+    assert method_options(args) == {"is_ablation": True}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--is-ablation", "False"])
+
+
+def test_method_options_keep_only_what_the_method_takes():
+    parser = argparse.ArgumentParser()
+    add_method_arguments(parser)
+    args = parser.parse_args(["--method", "ours", "--steps", "7", "--head-fusion", "max", "--start-layer", "2"])
+    assert method_options(args) == {"steps": 7, "start_layer": 2}
