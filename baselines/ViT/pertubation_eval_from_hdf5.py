@@ -1,0 +1,144 @@
+"""Perturbation test of TE (file name as the original, so the papers' commands work).
+
+    python baselines/ViT/pertubation_eval_from_hdf5.py --method transformer_attribution [--neg] [--vis-class top]
+    torchrun --nproc_per_node N baselines/ViT/pertubation_eval_from_hdf5.py ...
+
+Reads the results.hdf5 of generate_visualizations.py. For every image: the model's prediction on the clean image
+and on 9 copies with the int(224 * 224 * s) most relevant pixels (least relevant with --neg) set to 0 in [0, 1]
+space, s = 0.1, ..., 0.9; accuracy against the label. Positive perturbation (default): lower AUC is better;
+--neg: higher is better. All 10 x batch forwards of a batch run as one model call, on the device.
+Writes results.json (accuracy per step, AUC as TE's maintainer computes it and TI's variant, prob/logit drops),
+perturbation_hits.npy ([N, 10] correct or not) and perturbation_curve.png.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from baselines.eval import cli, distributed, metrics  # noqa: E402
+from baselines.eval.results import InputError, ResultsBatches, check_results  # noqa: E402
+from baselines.methods import ALIASES, METHOD_NAMES, resolve  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--method", required=True, choices=METHOD_NAMES + list(ALIASES), metavar="M",
+                        help="method whose maps are evaluated: " + ", ".join(METHOD_NAMES))
+    parser.add_argument("--vis-class", choices=["top", "target", "index"], default="top")
+    parser.add_argument("--class-id", type=int, default=0, help="with --vis-class index: the folder index_K")
+    parser.add_argument("--is-ablation", action="store_true", help="read the 'ablation' folder")
+    parser.add_argument("--neg", action="store_true",
+                        help="negative perturbation: remove the least relevant pixels first")
+    parser.add_argument("--input", default=None,
+                        help="results.hdf5 (default: generate_visualizations.py's default path for these flags)")
+    parser.add_argument("--output", default=None,
+                        help="output folder (default experiments/perturbations/{method}_{neg|pos}/{vis_class}/"
+                             "{ablation|not_ablation}/experiment_K)")
+    cli.add_common_arguments(parser, batch_size=16)
+    args = parser.parse_args(argv)
+    args.method = resolve(args.method)
+    args.folder = f"index_{args.class_id}" if args.vis_class == "index" else args.vis_class
+    args.ablation = "ablation" if args.is_ablation else "not_ablation"
+    return args
+
+
+def evaluate_batch(model, images, vis, target, neg):
+    """Per-image rows [B, 10 + 9 + 9]: hits (clean, steps), max-probability drops, max-logit drops."""
+    perturbed = torch.cat([images.unsqueeze(0), metrics.perturb(images, vis, neg)])
+    steps, batch = perturbed.shape[:2]
+    logits = model(cli.normalise(perturbed.flatten(0, 1), model)).view(steps, batch, -1).float()
+    hits = logits.argmax(-1) == target.view(1, -1)
+    top_prob = logits.softmax(-1).amax(-1)
+    top_logit = logits.amax(-1)
+    rows = torch.cat([hits.double().T, (top_prob[:1] - top_prob[1:]).double().T,
+                      (top_logit[:1] - top_logit[1:]).double().T], 1)
+    return rows.cpu().numpy()
+
+
+def main(argv=None):
+    args = parse(argv)
+    cli.check_common(args)
+    dist = distributed.setup(args.device)
+    try:
+        return evaluate(args, dist)
+    finally:
+        dist.close()
+
+
+def evaluate(args, dist):
+    path = args.input or os.path.join(HERE, "visualizations", args.method, args.folder, args.ablation,
+                                      "results.hdf5")
+    num_rows, attrs = check_results(path, args.method, canonical=resolve)
+    written_class = attrs.get("vis_class")
+    if written_class is not None and str(written_class) != args.vis_class:
+        raise InputError(f"{path} holds --vis-class {written_class} maps, not {args.vis_class}")
+    num_rows = min(num_rows, args.limit or num_rows)
+    written = json.loads(attrs.get("settings", "{}"))
+    model_name = args.model or written.get("model")
+    weights = args.weights or (written.get("weights") if args.model is None else None)
+    model = cli.load_model(model_name, weights, dist.device)
+    batches = distributed.shard(num_rows, args.batch_size, dist.rank, dist.world)
+    data = torch.utils.data.DataLoader(ResultsBatches(path, args.batch_size, batches, num_rows), batch_size=None,
+                                       num_workers=args.num_workers, pin_memory=dist.device.type == "cuda")
+    records = [np.zeros((0, 28))]
+    with torch.inference_mode():
+        for _, images, vis, target in tqdm(data, disable=dist.rank != 0, desc=f"{args.method} perturbation"):
+            device = dist.device
+            records.append(evaluate_batch(model, images.to(device, non_blocking=True),
+                                          vis.to(device, non_blocking=True), target.to(device).long(), args.neg))
+    rows = distributed.merge(dist, distributed.batch_rows(batches, args.batch_size, num_rows),
+                             np.concatenate(records))
+    if dist.rank == 0:
+        report(args, path, model_name, weights, rows, dist.world)
+    return 0
+
+
+def report(args, path, model_name, weights, rows, world):
+    steps = len(metrics.PERTURBATION_STEPS)
+    summary = metrics.perturbation_summary(rows[:, :steps + 1], rows[:, steps + 1:2 * steps + 1],
+                                           rows[:, 2 * steps + 1:])
+    name = f"{args.method}_{'neg' if args.neg else 'pos'}"
+    out = args.output or cli.experiment_dir(os.path.join("experiments", "perturbations", name, args.folder,
+                                                         args.ablation))
+    os.makedirs(out, exist_ok=True)
+    settings = {"benchmark": "perturbation", "method": args.method, "neg": args.neg, "vis_class": args.vis_class,
+                "class_id": args.class_id if args.vis_class == "index" else None, "is_ablation": args.is_ablation,
+                "model": model_name or "synthetic_vit", "weights": weights, "input": os.path.abspath(path),
+                "batch_size": args.batch_size, "limit": args.limit, "world_size": world}
+    hits = os.path.join(out, "perturbation_hits.npy")
+    np.save(hits + ".tmp.npy", rows[:, :steps + 1].astype(np.int8))
+    os.replace(hits + ".tmp.npy", hits)
+    cli.write_json(os.path.join(out, "results.json"), {**settings, **summary})
+    plot(summary, name, os.path.join(out, "perturbation_curve.png"))
+    print(f"{name} ({summary['num_images']} images): accuracy "
+          + " ".join(f"{a:.4f}" for a in summary["accuracy"])
+          + f"\nAUC {summary['auc']:.2f} (TE), {summary['auc_ti']:.2f} (TI, with (1, 0)); results in {out}")
+
+
+def plot(summary, title, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 3.5))
+    axes.plot(summary["steps"], summary["accuracy"], marker="o")
+    axes.set(xlabel="fraction of pixels removed", ylabel="top-1 accuracy", ylim=(0, 1.02),
+             title=f"{title}: AUC {summary['auc']:.2f}")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path + ".tmp.png", dpi=100)
+    plt.close(figure)
+    os.replace(path + ".tmp.png", path)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main))

@@ -1,0 +1,89 @@
+"""What the three ViT benchmark scripts share: flags, model loading, transforms, output, one-line errors."""
+import json
+import os
+import re
+import sys
+
+import torch
+from torchvision import transforms
+
+from baselines.eval.results import InputError
+
+
+def add_common_arguments(parser, batch_size):
+    """--model, --weights, --batch-size, --num-workers, --device, --limit."""
+    parser.add_argument("--model", default=None,
+                        help="timm ViT name or shipped model (default: the repository's synthetic_vit)")
+    parser.add_argument("--weights", default=None, help="local checkpoint for --model")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per batch (default {batch_size})")
+    parser.add_argument("--num-workers", type=int, default=2, help="data loading processes (default 2)")
+    parser.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+
+
+def check_common(args):
+    if args.batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit must be at least 1")
+    if args.num_workers < 0:
+        raise InputError("--num-workers must be at least 0")
+
+
+def load_model(name, weights, device):
+    """create_model(name, weights) on `device`; its errors become InputError."""
+    from baselines.models import create_model
+
+    try:
+        return create_model(name, weights).to(device)
+    except (ValueError, OSError, RuntimeError) as error:
+        raise InputError(f"cannot load model {name or 'synthetic_vit'}: {first_line(error)}") from None
+
+
+def image_transform(size):
+    """TE's eval transform without the normalisation: Resize((size, size)) -> ToTensor (values in [0, 1])."""
+    return transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+
+
+def normalise(images, model):
+    """(images - mean) / std with the model's own statistics, on the images' device."""
+    mean = torch.tensor(model.mean, device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(model.std, device=images.device).view(1, -1, 1, 1)
+    return (images - mean) / std
+
+
+def loader(dataset, batch_size, num_workers, device):
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                       pin_memory=device.type == "cuda", persistent_workers=False)
+
+
+def experiment_dir(base):
+    """TE's Saver: the first free `base/experiment_k`."""
+    taken = [int(m.group(1)) for name in (os.listdir(base) if os.path.isdir(base) else [])
+             if (m := re.fullmatch(r"experiment_(\d+)", name))]
+    return os.path.join(base, f"experiment_{max(taken, default=-1) + 1}")
+
+
+def write_json(path, data):
+    """Write JSON through a temporary file, so `path` is never partly written."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def run(main, argv=None):
+    """Run `main(argv)`; bad input ends with one line on stderr and exit status 2, never a traceback."""
+    try:
+        return main(argv)
+    except (InputError, ValueError, OSError) as error:
+        print(f"error: {first_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
