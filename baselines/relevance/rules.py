@@ -13,10 +13,11 @@ EPS = 1e-9
 
 
 def safe_divide(a, b):
-    """``a / (b + 1e-9)``, and exactly 0 where ``b == 0`` (TE's stabiliser, sign-agnostic)."""
+    """``a / (b + 1e-9)``, and exactly 0 where ``b == 0`` (TE's stabiliser, sign-agnostic; a denominator that
+    lands on exactly 0 becomes 1e-9)."""
     den = b + EPS
-    den = den + (den == 0) * EPS
-    return a / den * (b != 0)
+    den.masked_fill_(den == 0, EPS)
+    return (a / den).masked_fill_(b == 0, 0.0)
 
 
 def _split_signs(x):
@@ -31,7 +32,7 @@ def linear_zplus(x, weight, R):
     xp, xn = _split_signs(x)
     wp, wn = _split_signs(weight)
     S = safe_divide(R, F.linear(xp, wp) + F.linear(xn, wn))
-    return xp * (S @ wp) + xn * (S @ wn)
+    return (S @ wp).mul_(xp).addcmul_(S @ wn, xn)
 
 
 def linear_alpha1_separate(x, weight, R):
