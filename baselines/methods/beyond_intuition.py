@@ -2,7 +2,7 @@
 gradients of the last attention map."""
 import torch
 
-from .common import eye_like, gradients, recorded, rollout_row, target_classes
+from .common import batch_size, eye_like, gradients, map_batch, recorded, rollout_row, target_classes
 
 IG_CHUNK = 64
 """Scaled inputs per forward of the integrated-gradient loop (bounds memory, results do not depend on it)."""
@@ -10,18 +10,22 @@ IG_CHUNK = 64
 
 def integrated_attention_gradient(model, inputs, target, steps):
     """``W = mean_h clamp(mean_alpha G_last(alpha x), 0)`` (CLS row, ``[B, N]``), ``alpha`` in
-    ``linspace(0, 1, steps)``; the path scales the normalised input (the model's ``input_scale``)."""
-    alphas = torch.linspace(0, 1, steps, dtype=inputs.dtype, device=inputs.device)
-    repeated = inputs.repeat_interleave(steps, dim=0)
-    scales = alphas.repeat(inputs.shape[0])
+    ``linspace(0, 1, steps)``; the path scales what the model's ``input_scale`` scales (a ViT's normalised image,
+    a BERT's embedding output)."""
+    count = batch_size(inputs)
+    dtype = next(model.parameters()).dtype
+    alphas = torch.linspace(0, 1, steps, dtype=dtype, device=target.device)
+    repeated = map_batch(inputs, lambda t: t.repeat_interleave(steps, dim=0))
+    scales = alphas.repeat(count)
     targets = target.repeat_interleave(steps)
     rows = []
-    for start in range(0, repeated.shape[0], IG_CHUNK):
+    for start in range(0, count * steps, IG_CHUNK):
         chunk = slice(start, start + IG_CHUNK)
-        with recorded(model, repeated[chunk], with_grad=True, input_scale=scales[chunk]) as (logits, maps):
+        with recorded(model, map_batch(repeated, lambda t: t[chunk]), with_grad=True,
+                      input_scale=scales[chunk]) as (logits, maps):
             (grad,) = gradients(logits, targets[chunk], maps[-1:])
         rows.append(grad[:, :, 0])
-    total = torch.cat(rows).view(inputs.shape[0], steps, *rows[0].shape[1:]).sum(dim=1)
+    total = torch.cat(rows).view(count, steps, *rows[0].shape[1:]).sum(dim=1)
     return (total / steps).clamp(min=0).mean(dim=1)
 
 
@@ -45,12 +49,13 @@ def beyond_intuition_h(model, inputs, class_index=None, start_layer=3, steps=20)
     return integrated_attention_gradient(model, inputs, target, steps) * rollout_row(matrices)
 
 
-def beyond_intuition_t(model, inputs, class_index=None, start_layer=6, steps=20):
+def beyond_intuition_t(model, inputs, class_index=None, start_layer=6, steps=20, absolute=True):
     """Token-wise token attribution (TI "Ours-T"):
 
     per block ``b >= start_layer``: ``o_j = ||(v W_o^T)_j|| / ||z_j||`` (``z`` = block input before its norm,
     ``v`` = values, heads concatenated, ``W_o`` = output projection without bias);
-    ``R = prod_b (I + mean_h(A_b) diag(o))``; result = ``W[CLS row] * |R[CLS row]|``.
+    ``R = prod_b (I + mean_h(A_b) diag(o))``; result = ``W[CLS row] * |R[CLS row]|`` (TI's ViT; its BERT code
+    takes no absolute value: ``absolute=False``).
     """
     with recorded(model, inputs, with_grad=False) as (logits, maps):
         target = target_classes(logits, class_index)
@@ -59,5 +64,6 @@ def beyond_intuition_t(model, inputs, class_index=None, start_layer=6, steps=20)
             order = block.attn.value_projection().norm(dim=-1) / block.input.norm(dim=-1)
             weighted = attn.mean(dim=1) * order[:, None, :]
             matrices.append(weighted + eye_like(weighted))
-        relevance = rollout_row(matrices).abs()
+        relevance = rollout_row(matrices)
+        relevance = relevance.abs() if absolute else relevance
     return integrated_attention_gradient(model, inputs, target, steps) * relevance

@@ -46,6 +46,16 @@ def recorded(model, inputs, with_grad, **forward_options):
             p.requires_grad_(flag)
 
 
+def batch_size(inputs):
+    """Samples in a batch: a tensor, or a dict of tensors (e.g. ``input_ids`` and ``attention_mask``)."""
+    return next(iter(inputs.values())).shape[0] if isinstance(inputs, dict) else inputs.shape[0]
+
+
+def map_batch(inputs, fn):
+    """Apply ``fn`` to the batch tensor(s) of ``inputs``."""
+    return {k: fn(v) for k, v in inputs.items()} if isinstance(inputs, dict) else fn(inputs)
+
+
 def gradients(logits, target, maps):
     """``G`` for each of ``maps``: gradients of the target logits."""
     return list(torch.autograd.grad(target_logit(logits, target), maps))

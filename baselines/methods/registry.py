@@ -71,8 +71,21 @@ def explain(model, inputs, method, class_index=None, **options):
     spec = METHODS[resolve(method)]
     options = {**getattr(model, "method_defaults", {}).get(resolve(method), {}), **options}
     validate_options(model, options)
+    cls_entry = options.pop("cls_entry", "keep")
     result = spec.function(model, inputs, class_index=class_index, **options)
-    return result if spec.pixel_level else model.token_map(result)
+    if result.dim() != 2:
+        return result
+    return model.token_map(set_cls_entry(result, cls_entry))
+
+
+def set_cls_entry(row, how):
+    """The CLS row's own entry: ``keep`` it, ``zero`` it, or set it to the row's ``min`` (TE's BERT conventions;
+    a ViT map drops the CLS column anyway)."""
+    if how == "keep":
+        return row
+    row = row.clone()
+    row[:, 0] = 0 if how == "zero" else row.amin(dim=1)
+    return row
 
 
 class Explainer:
@@ -115,6 +128,8 @@ def add_method_arguments(parser, default="transformer_attribution", multiple=Fal
                        help="beyond_intuition_*: integrated-gradient steps (default 20)")
     group.add_argument("--is-ablation", action="store_true",
                        help="lrp_last_layer: multiply the relevance by the attention gradient")
+    group.add_argument("--cls-entry", choices=["keep", "zero", "min"], default=None,
+                       help="text models: the [CLS] token's own score (default: the original's per method)")
     if parser.epilog is None:
         parser.epilog = method_help()
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -126,7 +141,10 @@ def method_options(args):
     values = {"start_layer": args.start_layer, "head_fusion": args.head_fusion,
               "discard_ratio": args.discard_ratio, "steps": args.steps,
               "is_ablation": args.is_ablation or None}
-    return {k: v for k, v in values.items() if v is not None and k in accepted}
+    chosen = {k: v for k, v in values.items() if v is not None and k in accepted}
+    if getattr(args, "cls_entry", None):
+        chosen["cls_entry"] = args.cls_entry
+    return chosen
 
 
 def validate_options(model, options):
