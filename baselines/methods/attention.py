@@ -2,7 +2,10 @@
 
 Each returns the CLS row over all tokens, ``[B, N]``, before any normalisation.
 """
-from .common import eye_like, gradients, recorded, rollout_row, row_normalise, target_classes
+import torch
+
+from .common import (eye_like, gradients, recorded, rollout_row, row_normalise, target_classes, valid_pairs,
+                     valid_tokens)
 
 
 def fuse_heads(attn, head_fusion):
@@ -16,15 +19,24 @@ def fuse_heads(attn, head_fusion):
     raise ValueError(f"unknown head fusion '{head_fusion}' (mean, min, max)")
 
 
-def discard_lowest(fused, ratio, keep_first=True):
+def discard_lowest(fused, ratio, keep_first=True, valid=None):
     """vit-explain's discard: zero the ``int(N^2 * ratio)`` smallest entries of each sample's map (every sample
-    of the batch, not only the first); with ``keep_first`` the CLS->CLS entry is never zeroed."""
-    count = int(fused[0].numel() * ratio)
-    if count == 0:
+    of the batch, not only the first); with ``keep_first`` the CLS->CLS entry is never zeroed. With ``valid``
+    (``[B, N]`` bool, text padding) a sample of ``n`` tokens ranks only its own ``n x n`` entries and loses
+    ``int(n^2 * ratio)`` of them."""
+    if valid is None:
+        counts = [int(fused[0].numel() * ratio)] * fused.shape[0]
+    else:
+        counts = [int(n * n * ratio) for n in valid.sum(dim=1).tolist()]
+    most = max(counts)
+    if most == 0:
         return fused
     flat = fused.flatten(1)
     first = flat[:, 0].clone()
-    flat = flat.scatter(1, flat.topk(count, dim=-1, largest=False).indices, 0.0)
+    ranked = flat if valid is None else flat.masked_fill(~valid_pairs(valid).flatten(1), float("inf"))
+    lowest = ranked.topk(most, dim=-1, largest=False).indices
+    drop = torch.arange(most, device=flat.device) < torch.tensor(counts, device=flat.device)[:, None]
+    flat = flat.scatter(1, lowest, flat.gather(1, lowest).masked_fill(drop, 0.0))
     if keep_first:
         flat[:, 0] = first
     return flat.view_as(fused)
@@ -42,10 +54,11 @@ def rollout(model, inputs, class_index=None, start_layer=1, head_fusion="mean", 
     ``F_b = fuse_h(A_b)`` with the lowest ``discard_ratio`` entries zeroed (CLS->CLS kept);
     ``M_b = (F_b + I) / rowsum(F_b + I)``; result = row 0 of ``M_{L-1} ... M_s``, ``s = start_layer``.
     """
+    valid = valid_tokens(model, inputs)
     with recorded(model, inputs, with_grad=False) as (_, maps):
         matrices = []
         for attn in maps[start_layer:]:
-            fused = discard_lowest(fuse_heads(attn, head_fusion), discard_ratio)
+            fused = discard_lowest(fuse_heads(attn, head_fusion), discard_ratio, valid=valid)
             matrices.append(row_normalise(fused + eye_like(fused)))
         return rollout_row(matrices)
 
@@ -61,9 +74,11 @@ def grad_rollout(model, inputs, class_index=None, start_layer=0, discard_ratio=0
     with recorded(model, inputs, with_grad=True) as (logits, maps):
         target = target_classes(logits, class_index)
         grads = gradients(logits, target, maps[start_layer:])
+    valid = valid_tokens(model, inputs)
     matrices = []
     for attn, grad in zip(maps[start_layer:], grads):
-        fused = discard_lowest((attn.detach() * grad).mean(dim=1).clamp(min=0), discard_ratio, keep_first=False)
+        fused = discard_lowest((attn.detach() * grad).mean(dim=1).clamp(min=0), discard_ratio, keep_first=False,
+                               valid=valid)
         matrices.append(row_normalise(fused + eye_like(fused)))
     return rollout_row(matrices)
 
@@ -72,16 +87,21 @@ def attn_gradcam(model, inputs, class_index=None, gradcam_weights="row"):
     """Grad-CAM on the last attention map: ``clamp(mean_h(w_h * A_h[CLS row]), 0)``.
 
     ``w_h`` = mean of ``G_h`` over the CLS row's image tokens (``row``, TE ViT) or over the whole matrix
-    (``matrix``, TE BERT).
+    (``matrix``, TE BERT; a padded text's own ``n x n`` entries). TE's BERT code min-max normalises the whole
+    matrix before zeroing its ``[CLS]`` entry: the same order as this raw row.
     """
     with recorded(model, inputs, with_grad=True) as (logits, maps):
         target = target_classes(logits, class_index)
         (grad,) = gradients(logits, target, maps[-1:])
     attn = maps[-1].detach()
+    valid = valid_tokens(model, inputs)
     if gradcam_weights == "row":
         weights = grad[:, :, 0, model.image_tokens].mean(dim=-1, keepdim=True)
-    else:
+    elif valid is None:
         weights = grad.mean(dim=(2, 3)).unsqueeze(-1)
+    else:
+        pairs = valid_pairs(valid)
+        weights = ((grad * pairs).sum(dim=(2, 3)) / pairs.sum(dim=(2, 3))).unsqueeze(-1)
     return (attn[:, :, 0] * weights).mean(dim=1).clamp(min=0)
 
 

@@ -2,7 +2,8 @@
 gradients of the last attention map."""
 import torch
 
-from .common import batch_size, eye_like, gradients, map_batch, recorded, rollout_row, target_classes
+from .common import (batch_size, eye_like, gradients, map_batch, recorded, rollout_row, target_classes, valid_pairs,
+                     valid_tokens)
 
 IG_CHUNK = 64
 """Scaled inputs per forward of the integrated-gradient loop (bounds memory, results do not depend on it)."""
@@ -32,16 +33,20 @@ def integrated_attention_gradient(model, inputs, target, steps):
 def beyond_intuition_h(model, inputs, class_index=None, start_layer=3, steps=20):
     """Head-wise token attribution (TI "Ours-H"):
 
-    per block ``b >= start_layer``: ``I_h = mean_ij |A_h^T G_h|``, normalised to sum 1 over the heads;
+    per block ``b >= start_layer``: ``I_h = mean_ij |A_h^T G_h|`` (``G`` of padded tokens set to 0), normalised
+    to sum 1 over the heads;
     ``Abar_b = sum_h I_h A_h``; ``R = prod_b (I + Abar_b)`` (later blocks on the left);
     result = ``W[CLS row] * R[CLS row]`` with ``W`` the integrated attention gradient.
     """
     with recorded(model, inputs, with_grad=True) as (logits, maps):
         target = target_classes(logits, class_index)
         grads = gradients(logits, target, maps[start_layer:])
+    valid = valid_tokens(model, inputs)
     matrices = []
     for attn, grad in zip(maps[start_layer:], grads):
         attn = attn.detach()
+        if valid is not None:
+            grad = grad * valid_pairs(valid)
         importance = (attn.transpose(-1, -2) @ grad).abs().mean(dim=(-1, -2))
         importance = importance / importance.sum(dim=1, keepdim=True)
         fused = (importance[:, :, None, None] * attn).sum(dim=1)

@@ -51,6 +51,18 @@ def batch_size(inputs):
     return next(iter(inputs.values())).shape[0] if isinstance(inputs, dict) else inputs.shape[0]
 
 
+def valid_tokens(model, inputs):
+    """``[B, N]`` bool: the tokens that belong to each sample (a text model's attention mask), or None when every
+    token does (images). Padding must not change a sample's explanation."""
+    mask = getattr(model, "valid_tokens", None)
+    return None if mask is None else mask(inputs)
+
+
+def valid_pairs(valid):
+    """``[B, 1, N, N]`` bool: attention entries whose query and key both belong to the sample."""
+    return (valid[:, :, None] & valid[:, None, :]).unsqueeze(1)
+
+
 def map_batch(inputs, fn):
     """Apply ``fn`` to the batch tensor(s) of ``inputs``."""
     return {k: fn(v) for k, v in inputs.items()} if isinstance(inputs, dict) else fn(inputs)

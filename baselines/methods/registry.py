@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import attention, beyond_intuition, lrp
+from .common import valid_tokens
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,19 @@ def explain(model, inputs, method, class_index=None, **options):
     result = spec.function(model, inputs, class_index=class_index, **options)
     if result.dim() != 2:
         return result
-    return model.token_map(set_cls_entry(result, cls_entry))
+    return model.token_map(set_cls_entry(result, cls_entry, valid_tokens(model, inputs)))
 
 
-def set_cls_entry(row, how):
+def set_cls_entry(row, how, valid=None):
     """The CLS row's own entry: ``keep`` it, ``zero`` it, or set it to the row's ``min`` (TE's BERT conventions;
-    a ViT map drops the CLS column anyway)."""
+    a ViT map drops the CLS column anyway). ``valid`` (``[B, N]`` bool): the min ignores padding."""
     if how == "keep":
         return row
     row = row.clone()
-    row[:, 0] = 0 if how == "zero" else row.amin(dim=1)
+    if how == "zero":
+        row[:, 0] = 0
+    else:
+        row[:, 0] = (row if valid is None else row.masked_fill(~valid, float("inf"))).amin(dim=1)
     return row
 
 

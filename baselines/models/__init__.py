@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+from .bert import create_bert  # noqa: F401
 from .vit import (CONFIGS, ModelError, ViTConfig, VisionTransformer, _config_from_timm, load_weights,
                   read_checkpoint, remap_state_dict)
 

@@ -129,7 +129,9 @@ class AttentionCore(RelevanceLayer):
     enabled they always require grad (a leaf when nothing before them does, e.g. with frozen weights), so methods
     can take gradients with respect to them. Otherwise the fused kernel runs.
     ``relprop`` follows TE: ``(R_A, R_v) = matmul rule on A v``, both halved; the softmax passes relevance;
-    ``(R_q, R_k) = matmul rule on q k^T`` (unscaled), both halved. ``R_A`` is kept as ``self.attn_relevance``.
+    with an additive ``mask`` (TE's BERT), the composite's add rule on ``scaled scores + mask`` keeps the scores'
+    share; ``(R_q, R_k) = matmul rule on q k^T`` (unscaled), both halved. ``R_A`` is kept as
+    ``self.attn_relevance``.
     """
 
     def __init__(self, scale):
@@ -145,7 +147,7 @@ class AttentionCore(RelevanceLayer):
         attn = scores.softmax(dim=-1)
         if torch.is_grad_enabled() and not attn.requires_grad:
             attn.requires_grad_()
-        self.keep(q=q, k=k, v=v, attn=attn)
+        self.keep(q=q, k=k, v=v, attn=attn, mask=mask)
         return attn @ v
 
     @property
@@ -162,5 +164,9 @@ class AttentionCore(RelevanceLayer):
         self.saved["attn_relevance"] = R_attn
         if stop_at_attention:
             return None
-        R_q, R_kt = (r / 2 for r in rules.matmul(q, k.transpose(-1, -2), R_attn))
+        R_scores = R_attn
+        mask = self.saved["mask"]
+        if mask is not None:
+            R_scores = composite.add([(q @ k.transpose(-1, -2)) * self.scale, mask], R_attn)[0]
+        R_q, R_kt = (r / 2 for r in rules.matmul(q, k.transpose(-1, -2), R_scores))
         return R_q, R_kt.transpose(-1, -2), R_v
