@@ -121,7 +121,7 @@ def generate(args, dist):
     start = time.perf_counter()
     progress = tqdm(batches, total=len(pending), disable=dist.rank != 0, desc=f"{args.method} ({done} done)")
     for batch, (images, labels) in zip(pending, progress):
-        images, labels = images.to(dist.device, non_blocking=True), labels.to(dist.device, non_blocking=True)
+        images, labels = cli.to_unit(images, dist.device), labels.to(dist.device, non_blocking=True)
         target = {"top": None, "target": labels, "index": args.class_id}[args.vis_class]
         raw = explain(model, cli.normalise(images, model), args.method, class_index=target, **options)
         vis = pixel_maps(raw.detach(), model.patch_size, pixel_level=pixel_level)

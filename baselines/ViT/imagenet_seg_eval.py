@@ -89,7 +89,7 @@ def evaluate(args, dist):
     pixel_level = METHODS[args.method].pixel_level
     records, position = [np.zeros((0, len(metrics.SEG_FIELDS)))], 0
     for images, masks in tqdm(data, disable=dist.rank != 0, desc=f"{args.method} segmentation"):
-        images, masks = images.to(dist.device, non_blocking=True), masks.to(dist.device, non_blocking=True)
+        images, masks = cli.to_unit(images, dist.device), masks.to(dist.device, non_blocking=True)
         raw = explain(model, cli.normalise(images, model), args.method, class_index=args.class_index, **options)
         maps = pixel_maps(raw.detach(), model.patch_size, pixel_level=pixel_level)
         records.append(metrics.segmentation_rows(maps, masks))

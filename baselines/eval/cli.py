@@ -41,8 +41,14 @@ def load_model(name, weights, device):
 
 
 def image_transform(size):
-    """TE's eval transform without the normalisation: Resize((size, size)) -> ToTensor (values in [0, 1])."""
-    return transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+    """TE's eval transform up to ToTensor: Resize((size, size)) -> uint8 tensor; `to_unit` finishes ToTensor on
+    the device (uint8 moves 4x fewer bytes from the loader processes, and the values are ToTensor's exactly)."""
+    return transforms.Compose([transforms.Resize((size, size)), transforms.PILToTensor()])
+
+
+def to_unit(images, device):
+    """uint8 images -> float32 in [0, 1] on `device`: x / 255, as ToTensor."""
+    return images.to(device, non_blocking=True).float().div_(255)
 
 
 def normalise(images, model):
@@ -78,11 +84,13 @@ def first_line(error):
 
 
 def run(main, argv=None):
-    """Run `main(argv)`; bad input ends with one line on stderr and exit status 2, never a traceback."""
+    """Run `main(argv)`; bad input ends with one line on stderr (from rank 0 only under torchrun) and exit status 2,
+    never a traceback."""
     try:
         return main(argv)
     except (InputError, ValueError, OSError) as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {first_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

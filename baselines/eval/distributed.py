@@ -21,6 +21,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     device: torch.device = torch.device("cpu")
+    owned: bool = False
 
     @property
     def active(self):
@@ -39,12 +40,16 @@ class Dist:
         return values
 
     def close(self):
-        if self.active and torch_dist.is_initialized():
+        """End the process group if `setup` started it."""
+        if self.owned and torch_dist.is_initialized():
             torch_dist.destroy_process_group()
 
 
 def setup(device=None):
-    """Dist for this process: `device` (default cuda when available, else cpu); under torchrun the local GPU."""
+    """Dist for this process: `device` (default cuda when available, else cpu); under torchrun the local GPU.
+
+    A process group that the caller already started is used as it is (and left open by `close`).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if world == 1:
@@ -52,8 +57,10 @@ def setup(device=None):
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank=torch_dist.get_rank(), world=torch_dist.get_world_size(), device=device)
+    owned = not torch_dist.is_initialized()
+    if owned:
+        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank=torch_dist.get_rank(), world=torch_dist.get_world_size(), device=device, owned=owned)
 
 
 def shard(num_rows, batch_size, rank=0, world=1):
