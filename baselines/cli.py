@@ -27,8 +27,6 @@ def add_model_arguments(parser):
 
 def load_model(args):
     from baselines.models import create_model
-    if args.model is None and (args.weights or args.pretrained):
-        raise UserError("--weights / --pretrained need --model NAME (the architecture)")
     return create_model(args.model, weights=args.weights, pretrained=args.pretrained, device=args.device)
 
 

@@ -17,10 +17,13 @@ def save_overlay(path, image, heatmap):
     plt.imsave(path, np.clip(overlay(image, heatmap), 0, 1))
 
 
-def save_panel(path, image, heatmaps, title):
-    """One row: the image, then each ``(name, heatmap)`` overlaid on it; ``title`` above (e.g. the class)."""
+def save_panel(path, image, heatmaps, title, columns=6):
+    """The image, then each ``(name, heatmap)`` overlaid on it, ``columns`` a row; ``title`` above."""
     count = len(heatmaps) + 1
-    figure, axes = plt.subplots(1, count, figsize=(2.4 * count, 2.9))
+    rows = -(-count // columns)
+    cols = min(count, columns)
+    figure, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.5 * rows + 0.4), squeeze=False)
+    axes = axes.ravel()
     axes[0].imshow(image)
     axes[0].set_title("input", fontsize=9)
     for axis, (name, heatmap) in zip(axes[1:], heatmaps):
