@@ -70,13 +70,21 @@ def explain(model, inputs, method, class_index=None, **options):
     ``full_lrp``), computed in one batched pass; sample ``b`` depends on ``inputs[b]`` only.
     """
     spec = METHODS[resolve(method)]
-    options = {**getattr(model, "method_defaults", {}).get(resolve(method), {}), **options}
+    options = {**fitted_defaults(model, spec), **getattr(model, "method_defaults", {}).get(resolve(method), {}),
+               **options}
     validate_options(model, options)
     cls_entry = options.pop("cls_entry", "keep")
     result = spec.function(model, inputs, class_index=class_index, **options)
     if result.dim() != 2:
         return result
     return model.token_map(set_cls_entry(result, cls_entry, valid_tokens(model, inputs)))
+
+
+def fitted_defaults(model, spec):
+    """A default start layer past a shallow model's last block becomes ``start * depth // 12`` (the originals'
+    defaults are block indices of 12-block models), so every method runs on any depth."""
+    start, depth = spec.options.get("start_layer"), len(model.attention_cores)
+    return {"start_layer": start * depth // 12} if start is not None and start >= depth else {}
 
 
 def set_cls_entry(row, how, valid=None):
