@@ -15,11 +15,11 @@ SETTINGS = {"method": "rollout", "vis_class": "top", "class_id": 0, "model": "ti
 def fake_rows(indices):
     gen = np.random.default_rng(int(indices[0]))
     n = len(indices)
-    return gen.random((n, 1, 4, 4), dtype=np.float32), gen.random((n, 3, 4, 4), dtype=np.float32), indices % 7
+    return gen.random((n, 1, 4, 4), dtype=np.float32), gen.random((n, 3, 4, 4), dtype=np.float32)
 
 
 def run(path, indices, stop_after=None, settings=SETTINGS, batch_size=3):
-    writer = ResultsWriter(str(path), indices, (3, 4, 4), batch_size, settings, Dist())
+    writer = ResultsWriter(str(path), indices, indices % 7, (3, 4, 4), batch_size, settings, Dist())
     writer.open()
     for count, batch in enumerate(writer.pending()):
         if count == stop_after:

@@ -107,7 +107,9 @@ def generate(args, dist):
                 "class_id": args.class_id if args.vis_class == "index" else None,
                 "model": args.model or "synthetic_vit", "weights": args.weights,
                 "dataset": os.path.abspath(args.imagenet_validation_path)}
-    writer = ResultsWriter(path, indices, (3, model.img_size, model.img_size), args.batch_size, settings, dist)
+    targets = np.asarray(dataset.targets)[indices]
+    writer = ResultsWriter(path, indices, targets, (3, model.img_size, model.img_size), args.batch_size, settings,
+                           dist)
     if writer.is_complete() and not args.overwrite:
         if dist.rank == 0:
             print(f"{path} is already complete ({len(indices)} rows); --overwrite recomputes it")
@@ -125,7 +127,7 @@ def generate(args, dist):
         target = {"top": None, "target": labels, "index": args.class_id}[args.vis_class]
         raw = explain(model, cli.normalise(images, model), args.method, class_index=target, **options)
         vis = pixel_maps(raw.detach(), model.patch_size, pixel_level=pixel_level)
-        writer.write(batch, vis, images, labels.int())
+        writer.write(batch, vis, images)
     writer.finalize(None if args.compression == "none" else args.compression)
     if dist.rank == 0:
         print(f"wrote {path}: {len(indices)} rows, {len(rows)} computed by this process in "

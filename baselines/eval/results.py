@@ -4,15 +4,17 @@ Layout (TE): `vis` float32 [N, 1, H, W] (min-max normalised map), `image` float3
 not normalised), `target` int32 [N] (ground-truth label). We add `index` int64 [N] (the dataset index of each row)
 and attributes describing the run (`method`, `vis_class`, `class_id`, `model`, `settings` as JSON).
 
-Crash safety and resumption. The rows go to `PATH.partial`, whose datasets are contiguous, uncompressed and
-allocated in full when the file is made: afterwards no HDF5 metadata changes, and the rows are written through
-memory maps of the datasets' byte ranges (so several processes can write disjoint rows). Batch b holds the rows
-[b B, (b + 1) B); its flag in `PATH.partial.done` (one byte per batch) is set only after its rows are written, so
-a process killed at any point leaves every flagged batch complete. A rerun with the same settings computes the
-unflagged batches only, with the same batch composition, so the result equals an uninterrupted run's. When every
-batch is flagged the partial file is renamed to PATH (optionally repacked with gzip first): PATH is never partly
-written.
+Crash safety and resumption. The rows go to `PATH.partial`, made in full before any row is computed: `target` and
+`index` are written then, `vis` and `image` are contiguous, uncompressed and allocated, aligned to 4096-byte pages.
+Afterwards no HDF5 metadata changes; the rows are written through memory maps of the datasets' byte ranges, so
+several processes write disjoint rows (rows of 224 x 224 pixels are whole pages, so processes on different nodes
+never share a page). Batch b holds the rows [b B, (b + 1) B); process r appends b to its journal
+`PATH.partial.done.r` only after the batch's rows are written, so a process killed at any point leaves every
+journaled batch complete. A rerun with the same settings computes the batches missing from all journals, with the
+same batch composition, so the result equals an uninterrupted run's. When every batch is journaled, the partial
+file is renamed to PATH (optionally repacked with gzip first): PATH is never partly written.
 """
+import glob
 import json
 import os
 
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 DATASETS = ("vis", "image", "target")
+PAGE = 4096
 
 
 class InputError(Exception):
@@ -40,20 +43,21 @@ def _allocated(group, name, shape, dtype):
 
 
 class ResultsWriter:
-    """Resumable writer of `results.hdf5` for the batches of a fixed list of dataset indices.
+    """Resumable writer of `results.hdf5` for the batches of a fixed list of dataset indices and their labels.
 
-    settings: everything that determines the rows (method, options, model, vis class, batch size, ...); a partial
-    file written with other settings or indices is discarded. All processes construct the writer; `dist` (see
+    settings: everything that determines the rows (method, options, model, vis class, ...); a partial file written
+    with other settings, batch size or indices is discarded. Every process constructs the writer; `dist` (see
     `baselines.eval.distributed`) says which one creates and finalises the file.
     """
 
-    def __init__(self, path, indices, image_shape, batch_size, settings, dist):
-        self.path, self.partial, self.flags = path, path + ".partial", path + ".partial.done"
+    def __init__(self, path, indices, targets, image_shape, batch_size, settings, dist):
+        self.path, self.partial, self.journal_prefix = path, path + ".partial", path + ".partial.done."
         self.indices = np.asarray(indices, dtype=np.int64)
+        self.targets = np.asarray(targets, dtype=np.int32)
         self.image_shape, self.batch_size, self.dist = tuple(image_shape), batch_size, dist
         self.settings = dict(settings, batch_size=batch_size, num_rows=len(self.indices))
         self.num_batches = -(-len(self.indices) // batch_size)
-        self.maps = {}
+        self.maps, self.done, self.journal = {}, set(), None
 
     def is_complete(self):
         """Whether PATH already holds this run's rows (same settings and indices)."""
@@ -66,73 +70,84 @@ class ResultsWriter:
         except (OSError, KeyError):
             return False
 
+    def _journals(self):
+        return glob.glob(glob.escape(self.journal_prefix) + "*")
+
+    def _journaled(self):
+        """Batches recorded by every journal (a torn last entry is ignored)."""
+        done = set()
+        for name in self._journals():
+            with open(name, "rb") as handle:
+                data = handle.read()
+            done.update(np.frombuffer(data[:len(data) // 4 * 4], dtype="<i4").tolist())
+        return done
+
     def _create(self):
-        for stale in (self.partial, self.flags):
+        for stale in [self.partial, *self._journals()]:
             if os.path.exists(stale):
                 os.remove(stale)
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         n, (channels, height, width) = len(self.indices), self.image_shape
-        with h5py.File(self.partial + ".tmp", "w") as f:
+        with h5py.File(self.partial + ".tmp", "w", alignment_threshold=PAGE, alignment_interval=PAGE) as f:
             _allocated(f, "vis", (n, 1, height, width), np.float32)
             _allocated(f, "image", (n, channels, height, width), np.float32)
-            _allocated(f, "target", (n,), np.int32)
+            f.create_dataset("target", data=self.targets)
             f.create_dataset("index", data=self.indices)
             f.attrs["settings"] = _describe(self.settings)
             for key in ("method", "vis_class", "class_id", "model"):
                 f.attrs[key] = str(self.settings.get(key))
-        np.zeros(self.num_batches, dtype=np.uint8).tofile(self.flags + ".tmp")
-        os.replace(self.flags + ".tmp", self.flags)
         os.replace(self.partial + ".tmp", self.partial)
 
     def open(self):
         """Create PATH.partial (or reuse a matching one) and map it; returns the number of batches already done."""
         if self.dist.rank == 0:
-            resumable = os.path.exists(self.flags) and self._matches(self.partial)
-            if resumable and os.path.getsize(self.flags) == self.num_batches:
+            if self._matches(self.partial):
                 print(f"resuming {self.partial}", flush=True)
             else:
                 self._create()
         self.dist.barrier()
         with h5py.File(self.partial, "r") as f:
-            layout = {name: (f[name].id.get_offset(), f[name].shape, f[name].dtype) for name in DATASETS}
+            layout = {name: (f[name].id.get_offset(), f[name].shape, f[name].dtype) for name in ("vis", "image")}
         for name, (offset, shape, dtype) in layout.items():
             self.maps[name] = np.memmap(self.partial, dtype=dtype, mode="r+", offset=offset, shape=shape)
-        self.maps["done"] = np.memmap(self.flags, dtype=np.uint8, mode="r+", shape=(self.num_batches,))
-        return int(self.maps["done"].sum())
+        self.done = self._journaled()
+        self.journal = os.open(f"{self.journal_prefix}{self.dist.rank}", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        return len(self.done)
 
     def pending(self, rank=0, world=1):
         """This process's unfinished batches: batch b belongs to process b mod world."""
-        done = self.maps["done"]
-        return [b for b in range(rank, self.num_batches, world) if not done[b]]
+        return [b for b in range(rank, self.num_batches, world) if b not in self.done]
 
     def rows(self, batch):
         """Dataset indices of the rows of a batch."""
         return self.indices[batch * self.batch_size:(batch + 1) * self.batch_size]
 
-    def write(self, batch, vis, image, target):
-        """Store one batch (tensors or arrays: vis [B,1,H,W], image [B,3,H,W], target [B]), then flag it done."""
-        rows = slice(batch * self.batch_size, batch * self.batch_size + len(target))
-        for name, value in (("vis", vis), ("image", image), ("target", target)):
+    def write(self, batch, vis, image):
+        """Store one batch (tensors or arrays: vis [B,1,H,W], image [B,3,H,W]), then journal it."""
+        start = batch * self.batch_size
+        for name, value in (("vis", vis), ("image", image)):
             if isinstance(value, torch.Tensor):
                 value = value.detach().cpu().numpy()
-            self.maps[name][rows] = value
-        self.maps["done"][batch] = 1
+            self.maps[name][start:start + len(value)] = value
+        os.write(self.journal, np.array([batch], dtype="<i4").tobytes())
 
     def finalize(self, compression=None):
         """After every process's last batch: rename the complete partial file to PATH (rank 0)."""
         for value in self.maps.values():
             value.flush()
-        complete = bool(self.maps["done"].all())
         self.maps.clear()
+        os.close(self.journal)
         self.dist.barrier()
         if self.dist.rank != 0:
             return
-        if not complete:
-            raise RuntimeError(f"{self.partial}: some batches are missing")
+        missing = self.num_batches - len(self._journaled() & set(range(self.num_batches)))
+        if missing:
+            raise RuntimeError(f"{self.partial}: {missing} batches are missing")
         if compression:
             _repack(self.partial, compression)
         os.replace(self.partial, self.path)
-        os.remove(self.flags)
+        for journal in self._journals():
+            os.remove(journal)
 
 
 def _repack(path, compression):
