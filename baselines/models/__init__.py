@@ -55,6 +55,8 @@ def create_model(name=None, weights=None, pretrained=False, device="cpu"):
 
 def _download(name):
     import timm
+    from huggingface_hub.utils import logging as hub_logging
+    hub_logging.set_verbosity_error()
     try:
         return timm.create_model(name, pretrained=True).state_dict()
     except Exception as error:
