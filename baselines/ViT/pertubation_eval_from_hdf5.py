@@ -51,10 +51,16 @@ def parse(argv):
 
 
 def evaluate_batch(model, images, vis, target, neg):
-    """Per-image rows [B, 10 + 9 + 9]: hits (clean, steps), max-probability drops, max-logit drops."""
-    perturbed = torch.cat([images.unsqueeze(0), metrics.perturb(images, vis, neg)])
-    steps, batch = perturbed.shape[:2]
-    logits = model(cli.normalise(perturbed.flatten(0, 1), model)).view(steps, batch, -1).float()
+    """Per-image rows [B, 10 + 9 + 9]: hits (clean, steps), max-probability drops, max-logit drops.
+
+    The model input normalise(image * keep) is formed in one pass as where(keep, normalise(image), normalise(0)).
+    """
+    keep = metrics.kept_pixels(vis, neg)
+    keep = torch.cat([torch.ones_like(keep[:1]), keep])
+    fill = cli.normalise(torch.zeros_like(images[:1, :, :1, :1]), model)
+    inputs = torch.where(keep, cli.normalise(images, model).unsqueeze(0), fill)
+    steps, batch = inputs.shape[:2]
+    logits = model(inputs.flatten(0, 1)).view(steps, batch, -1).float()
     hits = logits.argmax(-1) == target.view(1, -1)
     top_prob = logits.softmax(-1).amax(-1)
     top_logit = logits.amax(-1)

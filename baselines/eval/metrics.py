@@ -93,14 +93,13 @@ def removal_counts(num_pixels, steps=PERTURBATION_STEPS):
     return [int(num_pixels * s) for s in steps]
 
 
-def perturb(images, vis, neg=False, steps=PERTURBATION_STEPS):
-    """All perturbed copies of a batch at once: float [S, B, C, H, W].
+def kept_pixels(vis, neg=False, steps=PERTURBATION_STEPS):
+    """Which pixels survive each step: bool [S, B, 1, H, W] for maps vis [B, 1, H, W] (or [B, H, W]).
 
-    images: [0, 1] images [B, C, H, W]; vis: maps [B, 1, H, W] (or [B, H, W]). The pixels are ranked once by
-    descending score (score = -vis with `neg`; ties by pixel index, NaN as 0); step s zeroes every channel of the
-    pixels of rank < int(H W s), so the removed sets are nested.
+    The pixels are ranked once by descending score (score = -vis with `neg`; ties by pixel index, NaN as 0);
+    step s removes the pixels of rank < int(H W s), so the removed sets are nested.
     """
-    batch, channels, height, width = images.shape
+    batch, height, width = vis.shape[0], vis.shape[-2], vis.shape[-1]
     score = torch.nan_to_num(vis.reshape(batch, height * width).float())
     if neg:
         score = -score
@@ -108,8 +107,13 @@ def perturb(images, vis, neg=False, steps=PERTURBATION_STEPS):
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(height * width, device=order.device).expand_as(order))
     counts = torch.tensor(removal_counts(height * width, steps), device=rank.device)
-    keep = rank.unsqueeze(0) >= counts.view(-1, 1, 1)
-    return images.unsqueeze(0) * keep.view(len(steps), batch, 1, height, width).to(images.dtype)
+    return (rank.unsqueeze(0) >= counts.view(-1, 1, 1)).view(len(steps), batch, 1, height, width)
+
+
+def perturb(images, vis, neg=False, steps=PERTURBATION_STEPS):
+    """All perturbed copies of a batch of [0, 1] images [B, C, H, W]: [S, B, C, H, W], removed pixels set to 0 in
+    every channel (`kept_pixels` says which)."""
+    return images.unsqueeze(0) * kept_pixels(vis, neg, steps).to(images.dtype)
 
 
 def auc_te(accuracies, steps=PERTURBATION_STEPS):
