@@ -66,7 +66,8 @@ class ResultsWriter:
     def _matches(self, path):
         try:
             with h5py.File(path, "r") as f:
-                return f.attrs.get("settings") == _describe(self.settings) and np.array_equal(f["index"][()], self.indices)
+                same = f.attrs.get("settings") == _describe(self.settings)
+                return same and np.array_equal(f["index"][()], self.indices)
         except (OSError, KeyError):
             return False
 
@@ -181,7 +182,8 @@ def check_results(path, method=None, canonical=lambda name: name):
             n = len(target)
             if vis.ndim != 4 or image.ndim != 4 or vis.shape[1] != 1 or len(vis) != n or len(image) != n \
                     or vis.shape[2:] != image.shape[2:]:
-                raise InputError(f"{path}: inconsistent shapes vis {vis.shape}, image {image.shape}, target {target.shape}")
+                raise InputError(f"{path}: inconsistent shapes vis {vis.shape}, image {image.shape}, "
+                                 f"target {target.shape}")
             if n == 0:
                 raise InputError(f"{path}: the file holds no rows")
             size = os.path.getsize(path)
