@@ -302,6 +302,9 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 def _read_config(source):
     """A ``BertConfig`` from a folder or hub name, checked for what this model covers."""
     from transformers import AutoConfig
+    text = str(source)
+    if not Path(source).exists() and (Path(source).is_absolute() or text.startswith(".") or text.count("/") > 1):
+        raise ModelError(f"model folder not found: {source}")
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as error:
