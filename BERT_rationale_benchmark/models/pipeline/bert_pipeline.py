@@ -1,0 +1,181 @@
+"""ERASER Movie Reviews with a BERT classifier: fine-tune it, explain the test split, write top-k word rationales.
+
+As TE's pipeline (CVPR'21, Fig. token-F1 vs k), with --method instead of a hard-coded variable:
+  1. documents are encoded as [CLS] text [SEP] and truncated to the params' max_length (how many were truncated is
+     reported);
+  2. without a checkpoint in OUTPUT/classifier the classifier is fine-tuned (see training.py; an interrupted run
+     resumes after its last finished epoch), else the checkpoint is loaded into our explainable BERT (create_bert);
+  3. every test document is explained for its ground-truth class (scores clamped at 0), in batches; a word's
+     score is the max over its word pieces (TE's per-character scheme);
+  4. OUTPUT/<method>/identifier_results_{k}.json for k = 5, 10, ..., 80: one JSONL line per document with the top-k
+     words as hard rationales and every word's score as soft rationale (score them with metrics.py);
+     OUTPUT/<method>/heatmaps.html and TE's LaTeX files {j}_GT_{neg|pos}_{correct}.tex (ground-truth class) and
+     {j}_CF.tex (the other class, class-specific methods, two classes); OUTPUT/<method>/summary.json.
+--method random ranks words by uniform random word-piece scores (a baseline; seeded by the docid).
+"""
+import argparse
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from BERT_rationale_benchmark import visualize  # noqa: E402
+from BERT_rationale_benchmark.models.model_utils import (encode, load_classifier, load_params,  # noqa: E402
+                                                         load_tokenizer, pad_batch)
+from BERT_rationale_benchmark.models.pipeline.training import train_classifier  # noqa: E402
+from BERT_rationale_benchmark.utils import DataError, load_datasets, load_flattened_documents  # noqa: E402
+from BERT_rationale_benchmark.words import TOP_K, rationale_record, word_scores  # noqa: E402
+from baselines.cli import default_device, run  # noqa: E402
+from baselines.methods import METHODS, add_method_arguments, explain, method_options, resolve  # noqa: E402
+
+RANDOM = "random"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", required=True, help="ERASER folder: {train,val,test}.jsonl and docs/")
+    parser.add_argument("--output_dir", required=True, type=Path,
+                        help="classifier checkpoint (OUTPUT/classifier) and results (OUTPUT/<method>)")
+    parser.add_argument("--model_params", required=True,
+                        help="params JSON (BERT_params/movies_bert.json; keys in model_utils.py)")
+    parser.add_argument("--batch-size", type=int, default=8, help="documents explained per batch (default 8)")
+    parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
+    add_method_arguments(parser)
+    method = next(action for action in parser._actions if action.dest == "method")
+    method.choices = [*method.choices, RANDOM]
+    method.help += f"; '{RANDOM}': random ranking baseline"
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    return args
+
+
+def encode_documents(tokenizer, documents, max_length):
+    """``{docid: encoding}`` (see ``model_utils.encode``) of the flattened documents joined by spaces."""
+    return {docid: encode(tokenizer, " ".join(words), max_length) for docid, words in documents.items()}
+
+
+def labelled(annotations, encodings, classes):
+    """``[(input_ids, label index)]``; a class the params do not list is a ``DataError``."""
+    pairs = []
+    for a in annotations:
+        if a.classification not in classes:
+            raise DataError(f"annotation {a.annotation_id!r} has class {a.classification!r}, the params list "
+                            f"{', '.join(classes)}")
+        pairs.append((encodings[a.docid]["input_ids"], classes.index(a.classification)))
+    return pairs
+
+
+def ensure_classifier(args, params, splits, encodings):
+    """The fine-tuned checkpoint: trained (or training resumed) unless one is already there."""
+    folder = args.output_dir / "classifier"
+    checkpoint = folder / "classifier.pt"
+    unfinished = (folder / "last.pt").exists() or (
+        (folder / "classifier_epoch_data.pt").exists()
+        and not torch.load(folder / "classifier_epoch_data.pt", weights_only=False).get("done"))
+    if not checkpoint.exists() or unfinished:
+        classes = params["evidence_classifier"]["classes"]
+        train, val = (labelled(split, encodings, classes) for split in splits[:2])
+        print(f"fine-tuning {params['bert_dir']} on {len(train)} documents ({len(val)} for validation)")
+        train_classifier(params, train, val, folder, args.device)
+    return checkpoint
+
+
+def explain_batch(model, inputs, targets, method, options):
+    """``[B, L]`` relevance for ``targets`` (clamped at 0), or seeded random scores for ``random``."""
+    if method == RANDOM:
+        return None
+    return explain(model, inputs, method, class_index=targets, **options).detach().clamp(min=0).cpu()
+
+
+def random_scores(docid, length):
+    generator = torch.Generator().manual_seed(zlib.crc32(docid.encode()))
+    return torch.rand(length, generator=generator)
+
+
+def explain_test(args, model, test, encodings, classes):
+    """Explain every test document; returns per document (in test order) its scores, prediction and CF map."""
+    method = args.method if args.method == RANDOM else resolve(args.method)
+    options = {} if method == RANDOM else method_options(args)
+    counterfactual = method != RANDOM and METHODS[method].class_specific and len(classes) == 2
+    order = sorted(range(len(test)), key=lambda i: len(encodings[test[i].docid]["input_ids"]))
+    found = [None] * len(test)
+    for start in tqdm(range(0, len(order), args.batch_size), desc=f"explaining ({method})", unit="batch"):
+        rows = order[start:start + args.batch_size]
+        ids = [encodings[test[i].docid]["input_ids"] for i in rows]
+        inputs = pad_batch(ids, args.device)
+        targets = torch.tensor([classes.index(test[i].classification) for i in rows], device=args.device)
+        with torch.no_grad():
+            predicted = model(inputs).argmax(-1).cpu()
+        maps = explain_batch(model, inputs, targets, method, options)
+        other = explain_batch(model, inputs, 1 - targets, method, options) if counterfactual else None
+        for row, i in enumerate(rows):
+            n = len(ids[row])
+            scores = random_scores(test[i].docid, n) if maps is None else maps[row, :n]
+            found[i] = {"scores": scores, "predicted": int(predicted[row]),
+                        "counterfactual": None if other is None else other[row, :n]}
+    return method, options, found
+
+
+def write_outputs(folder, test, documents, encodings, classes, explained):
+    """The 16 result files, TE's LaTeX files and the HTML page; returns the test accuracy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = {k: [] for k in TOP_K}
+    sections, correct = [], 0
+    for j, (annotation, found) in enumerate(zip(test, explained)):
+        docid, encoding = annotation.docid, encodings[annotation.docid]
+        label = classes.index(annotation.classification)
+        right = int(found["predicted"] == label)
+        correct += right
+        words = word_scores(documents[docid], encoding["pieces"], found["scores"].tolist())
+        for k in TOP_K:
+            lines[k].append(rationale_record(annotation.annotation_id, docid, words, len(documents[docid]), k))
+        tokens = encoding["tokens"]
+        (folder / f"{j}_GT_{annotation.classification.lower()}_{right}.tex").write_text(
+            visualize.latex(tokens, found["scores"].tolist()))
+        rows = [(f"{annotation.classification} (ground truth)", visualize.html_row(tokens, found["scores"].tolist()))]
+        if found["counterfactual"] is not None:
+            (folder / f"{j}_CF.tex").write_text(visualize.latex(tokens, found["counterfactual"].tolist()))
+            rows.append((f"{classes[1 - label]} (counterfactual)",
+                         visualize.html_row(tokens, found["counterfactual"].tolist(), rgb=(40, 90, 220))))
+        sections.append((f"{j}: {docid}, predicted {classes[found['predicted']]}", rows))
+    for k, records in lines.items():
+        (folder / f"identifier_results_{k}.json").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "heatmaps.html").write_text(visualize.html_page(f"{folder.name}: test explanations", sections))
+    return correct / len(test)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.time()
+    params = load_params(args.model_params)
+    splits = load_datasets(args.data_dir)
+    if not all(splits):
+        raise DataError(f"{args.data_dir}: train, val and test must each hold at least one annotation")
+    classes = params["evidence_classifier"]["classes"]
+    documents = load_flattened_documents(args.data_dir, {a.docid for split in splits for a in split})
+    encodings = encode_documents(load_tokenizer(params), documents, params["max_length"])
+    truncated = sum(e["truncated"] for e in encodings.values())
+    print(f"{truncated} of {len(encodings)} documents truncated at max_length {params['max_length']}")
+    checkpoint = ensure_classifier(args, params, splits, encodings)
+    model = load_classifier(params, checkpoint, len(classes), args.device)
+    test = splits[2]
+    labelled(test, encodings, classes)
+    method, options, explained = explain_test(args, model, test, encodings, classes)
+    folder = args.output_dir / method
+    accuracy = write_outputs(folder, test, documents, encodings, classes, explained)
+    summary = {"method": method, "options": options, "test_documents": len(test), "test_accuracy": accuracy,
+               "truncated_documents": truncated, "documents": len(encodings), "max_length": params["max_length"],
+               "test_truncated": sum(encodings[a.docid]["truncated"] for a in test),
+               "seconds": round(time.time() - started, 1)}
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"test accuracy {accuracy:.3f}; wrote {folder}/identifier_results_{{5..80}}.json, heatmaps.html, .tex")
+
+
+if __name__ == "__main__":
+    run(main)

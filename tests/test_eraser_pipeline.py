@@ -1,0 +1,150 @@
+"""bert_pipeline.py end to end on a tiny generated data set with a tiny random BERT, and the Movies perturbation
+script on its checkpoint."""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from BERT_rationale_benchmark import metrics, summarize  # noqa: E402
+from BERT_rationale_benchmark.models import model_utils  # noqa: E402
+from BERT_rationale_benchmark.models.pipeline import bert_pipeline, training  # noqa: E402
+from BERT_rationale_benchmark.tiny_bert import make_tiny_bert, tiny_params  # noqa: E402
+from BERT_rationale_benchmark.utils import load_flattened_documents, load_split  # noqa: E402
+from BERT_rationale_benchmark.words import TOP_K  # noqa: E402
+from baselines.BERT import perturbation_movies  # noqa: E402
+from baselines.cli import run  # noqa: E402
+from scripts import make_eraser_data  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    data = root / "movies"
+    make_eraser_data.main(["--output", str(data), "--seed", "5", "--num-docs", "30"])
+    texts = [" ".join(words) for words in load_flattened_documents(data).values()]
+    bert = make_tiny_bert(root / "bert", texts, hidden=24, layers=2, heads=2)
+    params = root / "params.json"
+    params.write_text(json.dumps(tiny_params(bert, epochs=2, batch_size=8)))
+    out = root / "out"
+    bert_pipeline.main(["--data_dir", str(data), "--output_dir", str(out), "--model_params", str(params),
+                        "--method", "transformer_attribution", "--device", "cpu"])
+    return {"root": root, "data": data, "params": params, "out": out, "bert": bert}
+
+
+def test_results_files(setup):
+    folder = setup["out"] / "transformer_attribution"
+    test = load_split(setup["data"], "test")
+    documents = load_flattened_documents(setup["data"])
+    for k in TOP_K:
+        lines = [json.loads(line) for line in (folder / f"identifier_results_{k}.json").read_text().splitlines()]
+        assert [line["annotation_id"] for line in lines] == [a.annotation_id for a in test]
+        metrics.verify_instances(lines, documents)
+        for line in lines:
+            rationale = line["rationales"][0]
+            soft = rationale["soft_rationale_predictions"]
+            assert len(soft) == len(documents[rationale["docid"]]) and min(soft) >= 0
+            chosen = sorted(h["start_token"] for h in rationale["hard_rationale_predictions"])
+            assert len(chosen) == k and all(h["end_token"] == h["start_token"] + 1
+                                            for h in rationale["hard_rationale_predictions"])
+            assert min(soft[i] for i in chosen) >= max([s for i, s in enumerate(soft) if i not in chosen] + [0])
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["test_documents"] == len(test) and summary["truncated_documents"] == 0
+    assert len(list(folder.glob("*_GT_*.tex"))) == len(test) == len(list(folder.glob("*_CF.tex")))
+    assert (folder / "heatmaps.html").read_text().count("<h2>") == len(test)
+
+
+def test_our_model_gives_hf_logits_of_the_checkpoint(setup):
+    from transformers import BertForSequenceClassification
+    checkpoint = setup["out"] / "classifier" / "classifier.pt"
+    params = model_utils.load_params(setup["params"])
+    ours = model_utils.load_classifier(params, checkpoint, 2)
+    hf = BertForSequenceClassification.from_pretrained(setup["bert"], num_labels=2).eval()
+    hf.load_state_dict(torch.load(checkpoint, weights_only=True))
+    inputs = model_utils.pad_batch([[2, 10, 11, 12, 3], [2, 13, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(inputs), hf(**inputs).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_batched_explanations_equal_single_ones_and_metrics_run(setup, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(setup["out"] / "classifier", out / "classifier")
+    bert_pipeline.main(["--data_dir", str(setup["data"]), "--output_dir", str(out), "--model_params",
+                        str(setup["params"]), "--method", "transformer_attribution", "--batch-size", "1"])
+    name = "identifier_results_80.json"
+    ours = [json.loads(line) for line in (out / "transformer_attribution" / name).read_text().splitlines()]
+    batched = [json.loads(line) for line in
+               (setup["out"] / "transformer_attribution" / name).read_text().splitlines()]
+    for one, many in zip(ours, batched):
+        assert one["rationales"][0]["soft_rationale_predictions"] == pytest.approx(
+            many["rationales"][0]["soft_rationale_predictions"], abs=1e-5)
+    bert_pipeline.main(["--data_dir", str(setup["data"]), "--output_dir", str(out), "--model_params",
+                        str(setup["params"]), "--method", "random"])
+    score_file = tmp_path / "scores.json"
+    metrics.main(["--data_dir", str(setup["data"]), "--split", "test", "--results",
+                  str(out / "random" / "identifier_results_20.json"), "--score_file", str(score_file)])
+    scores = json.loads(score_file.read_text())
+    assert set(scores) == {"iou_scores", "rationale_prf", "token_prf", "token_soft_metrics"}
+    summarize.main(["--data_dir", str(setup["data"]), "--results_dirs", str(out / "transformer_attribution"),
+                    str(out / "random"), "--output", str(tmp_path / "f1")])
+    rows = (tmp_path / "f1.csv").read_text().splitlines()
+    assert rows[0].split(",")[1:] == [str(k) for k in TOP_K] and rows[2].startswith("random,")
+    assert float(rows[2].split(",")[4]) == pytest.approx(scores["token_prf"]["instance_macro"]["f1"], abs=1e-6)
+    assert (tmp_path / "f1.png").stat().st_size > 1000 and (tmp_path / "f1.md").is_file()
+
+
+def test_interrupted_fine_tuning_resumes_to_the_same_weights(setup, tmp_path):
+    params = model_utils.load_params(setup["params"])
+    data = [([2, 10 + i, 11, 3], i % 2) for i in range(8)]
+
+    def stop_in_second_epoch(line):
+        if line.startswith("epoch 2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training.train_classifier(params, data, data[:4], tmp_path / "a", log=stop_in_second_epoch)
+    assert (tmp_path / "a" / "last.pt").is_file()
+    training.train_classifier(params, data, data[:4], tmp_path / "a", log=lambda line: None)
+    training.train_classifier(params, data, data[:4], tmp_path / "b", log=lambda line: None)
+    assert not (tmp_path / "a" / "last.pt").exists()
+    resumed = torch.load(tmp_path / "a" / "classifier.pt", weights_only=True)
+    straight = torch.load(tmp_path / "b" / "classifier.pt", weights_only=True)
+    for key, value in straight.items():
+        torch.testing.assert_close(resumed[key], value)
+
+
+def _fails(argv, main, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run(lambda: main(argv))
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and error.startswith("error: ") and error.count("\n") == 1
+    return error
+
+
+def test_bad_inputs_are_one_line_errors(setup, tmp_path, capsys):
+    params = json.loads(setup["params"].read_text())
+    params["evidence_classifier"]["classes"] = ["NEG", "POS", "MIXED"]
+    (tmp_path / "three.json").write_text(json.dumps(params))
+    common = ["--data_dir", str(setup["data"]), "--output_dir", str(setup["out"])]
+    error = _fails(common + ["--model_params", str(tmp_path / "three.json")], bert_pipeline.main, capsys)
+    assert "is for 2 labels, the params/data give 3" in error
+    del params["max_length"]
+    (tmp_path / "missing.json").write_text(json.dumps(params))
+    error = _fails(common + ["--model_params", str(tmp_path / "missing.json")], bert_pipeline.main, capsys)
+    assert "missing key 'max_length'" in error
+    error = _fails(["--data_dir", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path),
+                    "--model_params", str(setup["params"])], bert_pipeline.main, capsys)
+    assert "does not exist" in error
+
+
+def test_movies_perturbation(setup):
+    perturbation_movies.main(["--data_dir", str(setup["data"]), "--output_dir", str(setup["out"]),
+                              "--model_params", str(setup["params"]), "--limit", "6", "--batch-size", "3"])
+    result = json.loads((setup["out"] / "transformer_attribution" / "perturbation_positive.json").read_text())
+    assert result["documents"] == 6 and len(result["accuracy"]) == 9
+    assert all(0 <= a <= 100 for a in result["accuracy"])
