@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from te_reference import add, clone, eye, linear, simple
 
