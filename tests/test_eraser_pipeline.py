@@ -17,7 +17,7 @@ from BERT_rationale_benchmark.models.pipeline import bert_pipeline, training  # 
 from BERT_rationale_benchmark.tiny_bert import make_tiny_bert, tiny_params  # noqa: E402
 from BERT_rationale_benchmark.utils import load_flattened_documents, load_split  # noqa: E402
 from BERT_rationale_benchmark.words import TOP_K  # noqa: E402
-from baselines.BERT import perturbation_movies  # noqa: E402
+from baselines.BERT import perturbation_20ng, perturbation_movies  # noqa: E402
 from baselines.cli import run  # noqa: E402
 from scripts import make_eraser_data  # noqa: E402
 
@@ -30,7 +30,7 @@ def setup(tmp_path_factory):
     texts = [" ".join(words) for words in load_flattened_documents(data).values()]
     bert = make_tiny_bert(root / "bert", texts, hidden=24, layers=2, heads=2)
     params = root / "params.json"
-    params.write_text(json.dumps(tiny_params(bert, epochs=2, batch_size=8)))
+    params.write_text(json.dumps(tiny_params(bert, epochs=1, batch_size=8)))
     out = root / "out"
     bert_pipeline.main(["--data_dir", str(data), "--output_dir", str(out), "--model_params", str(params),
                         "--method", "transformer_attribution", "--device", "cpu"])
@@ -100,6 +100,7 @@ def test_batched_explanations_equal_single_ones_and_metrics_run(setup, tmp_path)
 
 def test_interrupted_fine_tuning_resumes_to_the_same_weights(setup, tmp_path):
     params = model_utils.load_params(setup["params"])
+    params["evidence_classifier"].update(epochs=2, patience=2)
     data = [([2, 10 + i, 11, 3], i % 2) for i in range(8)]
 
     def stop_in_second_epoch(line):
@@ -140,6 +141,9 @@ def test_bad_inputs_are_one_line_errors(setup, tmp_path, capsys):
     error = _fails(["--data_dir", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path),
                     "--model_params", str(setup["params"])], bert_pipeline.main, capsys)
     assert "does not exist" in error
+    with pytest.raises(SystemExit) as exit_info:
+        bert_pipeline.parse_args(common + ["--model_params", str(setup["params"]), "--class-index", "1"])
+    assert exit_info.value.code == 2 and "ground-truth class" in capsys.readouterr().err
 
 
 def test_movies_perturbation(setup):
@@ -148,3 +152,15 @@ def test_movies_perturbation(setup):
     result = json.loads((setup["out"] / "transformer_attribution" / "perturbation_positive.json").read_text())
     assert result["documents"] == 6 and len(result["accuracy"]) == 9
     assert all(0 <= a <= 100 for a in result["accuracy"])
+
+
+def test_20ng_perturbation_from_an_export(setup, tmp_path):
+    documents = load_flattened_documents(setup["data"])
+    records = [{"text": " ".join(words[:40]), "label": i % 2} for i, words in enumerate(documents.values())]
+    (tmp_path / "news.json").write_text(json.dumps(records))
+    perturbation_20ng.main(["--data", str(tmp_path / "news.json"), "--model_params", str(setup["params"]),
+                            "--checkpoint", str(setup["out"] / "classifier" / "classifier.pt"), "--num-labels", "2",
+                            "--num-samples", "5", "--max-length", "32", "--output", str(tmp_path / "r.json")])
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["documents"] == 5 and len(result["accuracy"]) == 11
+    assert result["accuracy"][0] == result["clean_accuracy"]

@@ -64,6 +64,13 @@ def add_perturbation_arguments(parser):
     parser.add_argument("--forward-batch", type=int, default=64, help="perturbed rows per forward (default 64)")
 
 
+def check_arguments(parser, args):
+    if args.class_index is not None:
+        parser.error("--class-index does not apply: each document is explained for its ground-truth class")
+    if args.batch_size < 1 or args.forward_batch < 1:
+        parser.error("--batch-size and --forward-batch must be at least 1")
+
+
 def report(fractions, correct, total, clean):
     """Accuracies in % per step and the area under them (sklearn ``auc`` over the fractions)."""
     accuracy = [100.0 * c / total for c in correct]

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from BERT_rationale_benchmark.models.model_utils import (encode, load_classifier, load_params,  # noqa: E402
                                                          load_tokenizer, pad_batch)
 from BERT_rationale_benchmark.utils import DataError, load_flattened_documents, load_split  # noqa: E402
-from baselines.BERT.perturbation_common import (add_perturbation_arguments, correct_per_step,  # noqa: E402
-                                                explanation_scores, report)
+from baselines.BERT.perturbation_common import (add_perturbation_arguments, check_arguments,  # noqa: E402
+                                                correct_per_step, explanation_scores, report)
 from baselines.cli import default_device, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
 
@@ -46,7 +46,9 @@ def parse_args(argv=None):
     parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
     add_perturbation_arguments(parser)
     add_method_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    return args
 
 
 def main(argv=None):

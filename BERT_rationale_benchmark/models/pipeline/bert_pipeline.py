@@ -42,7 +42,9 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", required=True, type=Path,
                         help="classifier checkpoint (OUTPUT/classifier) and results (OUTPUT/<method>)")
     parser.add_argument("--model_params", required=True,
-                        help="params JSON (BERT_params/movies_bert.json; keys in model_utils.py)")
+                        help="params JSON (e.g. BERT_params/movies_bert.json): max_length, bert_vocab, bert_dir, "
+                             "evidence_classifier {classes, batch_size, epochs, patience, lr, max_grad_norm}; "
+                             "see BERT_rationale_benchmark/models/model_utils.py")
     parser.add_argument("--batch-size", type=int, default=8, help="documents explained per batch (default 8)")
     parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
     add_method_arguments(parser)
@@ -52,6 +54,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if args.class_index is not None:
+        parser.error("--class-index does not apply: the pipeline explains each document's ground-truth class")
     return args
 
 
@@ -86,16 +90,19 @@ def ensure_classifier(args, params, splits, encodings):
     return checkpoint
 
 
-def explain_batch(model, inputs, targets, method, options):
-    """``[B, L]`` relevance for ``targets`` (clamped at 0), or seeded random scores for ``random``."""
-    if method == RANDOM:
-        return None
-    return explain(model, inputs, method, class_index=targets, **options).detach().clamp(min=0).cpu()
-
-
 def random_scores(docid, length):
     generator = torch.Generator().manual_seed(zlib.crc32(docid.encode()))
     return torch.rand(length, generator=generator)
+
+
+def explain_batch(model, inputs, targets, method, options, docids):
+    """``[B, L]`` relevance for ``targets`` clamped at 0, or, for ``random``, uniform scores seeded by the docid."""
+    if method == RANDOM:
+        scores = torch.zeros(inputs["input_ids"].shape)
+        for row, (docid, length) in enumerate(zip(docids, inputs["attention_mask"].sum(1).tolist())):
+            scores[row, :length] = random_scores(docid, length)
+        return scores
+    return explain(model, inputs, method, class_index=targets, **options).detach().clamp(min=0).cpu()
 
 
 def explain_test(args, model, test, encodings, classes):
@@ -112,12 +119,12 @@ def explain_test(args, model, test, encodings, classes):
         targets = torch.tensor([classes.index(test[i].classification) for i in rows], device=args.device)
         with torch.no_grad():
             predicted = model(inputs).argmax(-1).cpu()
-        maps = explain_batch(model, inputs, targets, method, options)
-        other = explain_batch(model, inputs, 1 - targets, method, options) if counterfactual else None
+        docids = [test[i].docid for i in rows]
+        maps = explain_batch(model, inputs, targets, method, options, docids)
+        other = explain_batch(model, inputs, 1 - targets, method, options, docids) if counterfactual else None
         for row, i in enumerate(rows):
             n = len(ids[row])
-            scores = random_scores(test[i].docid, n) if maps is None else maps[row, :n]
-            found[i] = {"scores": scores, "predicted": int(predicted[row]),
+            found[i] = {"scores": maps[row, :n], "predicted": int(predicted[row]),
                         "counterfactual": None if other is None else other[row, :n]}
     return method, options, found
 
