@@ -66,6 +66,12 @@ def test_params_errors(tmp_path):
     good = json.loads((ROOT / "BERT_params" / "movies_bert.json").read_text())
     assert model_utils.load_params(ROOT / "BERT_params" / "movies_bert.json") == good
     assert model_utils.load_params(ROOT / "BERT_params" / "movies_minilm.json")["max_length"] == 256
+    te_layout = {**good, "use_evidence_sentence_identifier": 1, "use_evidence_token_identifier": 0,
+                 "evidence_identifier": {"batch_size": 16, "sampling_method": "random"}}
+    te_layout["evidence_classifier"] = {**good["evidence_classifier"], "warmup_steps": 50,
+                                        "sampling_method": "everything", "use_half_precision": 0}
+    (tmp_path / "te.json").write_text(json.dumps(te_layout))
+    assert model_utils.load_params(tmp_path / "te.json") == te_layout
     del good["evidence_classifier"]["lr"]
     (tmp_path / "p.json").write_text(json.dumps(good))
     with pytest.raises(DataError, match="missing key 'evidence_classifier.lr'"):

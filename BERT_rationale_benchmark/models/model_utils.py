@@ -77,7 +77,8 @@ def load_tokenizer(params):
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
     except (OSError, ValueError) as error:
-        raise DataError(f"cannot load the tokenizer '{source}': {str(error).splitlines()[0]}") from None
+        raise DataError(f"cannot load the tokenizer '{source}' ({str(error).splitlines()[0]}); offline, set "
+                        "bert_vocab in the params file to a local folder") from None
     if not tokenizer.is_fast:
         raise DataError(f"the tokenizer '{source}' has no fast version (needed for word offsets)")
     return tokenizer

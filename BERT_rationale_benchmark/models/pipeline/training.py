@@ -39,7 +39,8 @@ def _pretrained(params, num_labels):
     try:
         return BertForSequenceClassification.from_pretrained(source, num_labels=num_labels)
     except (OSError, ValueError) as error:
-        raise DataError(f"cannot load the pretrained BERT '{source}': {str(error).splitlines()[0]}") from None
+        raise DataError(f"cannot load the pretrained BERT '{source}' ({str(error).splitlines()[0]}); offline, set "
+                        "bert_dir in the params file to a local folder") from None
     finally:
         hf_logging.set_verbosity(verbosity)
 
