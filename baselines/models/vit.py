@@ -96,8 +96,10 @@ class Attention(nn.Module):
         R_qkv = self.core.relprop(R, composite, stop_at_attention)
         if stop_at_attention:
             return None
-        R_qkv = torch.stack(R_qkv).permute(1, 3, 0, 2, 4).reshape(B, N, 3 * C)
-        return self.qkv.relprop(R_qkv, composite)
+        merged = R.new_empty(B, N, 3, self.num_heads, self.head_dim)
+        for index, part in enumerate(R_qkv):
+            merged[:, :, index] = part.transpose(1, 2)
+        return self.qkv.relprop(merged.view(B, N, 3 * C), composite)
 
 
 class Block(nn.Module):

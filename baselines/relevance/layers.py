@@ -70,8 +70,15 @@ class Linear(RelevanceLayer, nn.Linear):
         self.keep(x=x)
         return F.linear(x, self.weight, self.bias)
 
+    def signed_weight(self):
+        """``(W+, W-)``, cached until the weight changes."""
+        key = (self.weight.data_ptr(), self.weight._version, self.weight.dtype, self.weight.device)
+        if getattr(self, "_signed_key", None) != key:
+            self._signed, self._signed_key = rules.signed(self.weight.detach()), key
+        return self._signed
+
     def relprop(self, R, composite):
-        return composite.linear(self.saved["x"], self.weight, R)
+        return composite.linear(self.saved["x"], self.signed_weight(), R)
 
 
 class PatchConv(RelevanceLayer, nn.Conv2d):
@@ -89,11 +96,12 @@ class Add(RelevanceLayer):
     """Residual addition ``a + b``; relevance by the composite's add rule, returns ``[R_a, R_b]``."""
 
     def forward(self, a, b):
-        self.keep(a=a, b=b)
-        return a + b
+        out = a + b
+        self.keep(a=a, b=b, out=out)
+        return out
 
     def relprop(self, R, composite):
-        return composite.add([self.saved["a"], self.saved["b"]], R)
+        return composite.add([self.saved["a"], self.saved["b"]], R, self.saved["out"])
 
 
 class Clone(RelevanceLayer):
@@ -141,6 +149,7 @@ class AttentionCore(RelevanceLayer):
     def forward(self, q, k, v, mask=None):
         if not self.recording:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         scores = (q @ k.transpose(-1, -2)) * self.scale
         if mask is not None:
             scores = scores + mask

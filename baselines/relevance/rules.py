@@ -24,25 +24,30 @@ def _split_signs(x):
     return x.clamp(min=0), x.clamp(max=0)
 
 
-def linear_zplus(x, weight, R):
+def signed(weight):
+    """``(W+, W-)``: the positive and negative parts of a weight, as the linear rules take it."""
+    return _split_signs(weight)
+
+
+def linear_zplus(x, signed_weight, R):
     """Conservative z+ rule (TE ``layers_ours``, alpha = 1, beta = 0), bias excluded:
 
     ``Z = x+ W+^T + x- W-^T``;  ``S = R / Z``;  ``R_in = x+ * (S W+) + x- * (S W-)``.
     """
     xp, xn = _split_signs(x)
-    wp, wn = _split_signs(weight)
+    wp, wn = signed_weight
     S = safe_divide(R, F.linear(xp, wp) + F.linear(xn, wn))
     return (S @ wp).mul_(xp).addcmul_(S @ wn, xn)
 
 
-def linear_alpha1_separate(x, weight, R):
+def linear_alpha1_separate(x, signed_weight, R):
     """TE ``layers_lrp`` linear rule with alpha = 1: each sign part normalised on its own (not conservative):
 
     ``R_in = x+ * ((R / x+W+^T) W+) + x- * ((R / x-W-^T) W-)``.
     """
     xp, xn = _split_signs(x)
-    wp, wn = _split_signs(weight)
-    return xp * (safe_divide(R, F.linear(xp, wp)) @ wp) + xn * (safe_divide(R, F.linear(xn, wn)) @ wn)
+    wp, wn = signed_weight
+    return (safe_divide(R, F.linear(xp, wp)) @ wp).mul_(xp).addcmul_(safe_divide(R, F.linear(xn, wn)) @ wn, xn)
 
 
 def conv_zbeta(x, weight, stride, padding, R):
@@ -70,9 +75,10 @@ def conv_zbeta(x, weight, stride, padding, R):
     return x * conv_t(weight) - low * conv_t(wp) - high * conv_t(wn)
 
 
-def gradient_x_input(inputs, R):
-    """LRP-0 for a sum ``Z = sum_i x_i``: ``R_i = x_i * R / Z`` (TE ``RelPropSimple`` on ``Add``)."""
-    S = safe_divide(R, sum(inputs))
+def gradient_x_input(inputs, R, total=None):
+    """LRP-0 for a sum ``Z = sum_i x_i``: ``R_i = x_i * R / Z`` (TE ``RelPropSimple`` on ``Add``); ``total`` is
+    ``Z`` when the caller kept it."""
+    S = safe_divide(R, sum(inputs) if total is None else total)
     return [x * S for x in inputs]
 
 
@@ -80,10 +86,10 @@ def _per_sample_sum(t):
     return t.flatten(1).sum(1).view(-1, *([1] * (t.dim() - 1)))
 
 
-def add_normalised(inputs, R):
+def add_normalised(inputs, R, total=None):
     """TE's residual rule: gradient x input, then each branch rescaled so that the two shares sum to ``sum R``
     and each share is proportional to the absolute value of its raw sum (sums per sample)."""
-    a, b = gradient_x_input(inputs, R)
+    a, b = gradient_x_input(inputs, R, total)
     a_sum, b_sum = _per_sample_sum(a), _per_sample_sum(b)
     total = a_sum.abs() + b_sum.abs()
     r_sum = _per_sample_sum(R)
@@ -93,8 +99,9 @@ def add_normalised(inputs, R):
 
 
 def clone(x, Rs):
-    """Merge the relevance of ``n`` uses of ``x``: ``R_in = x * sum_i R_i / x`` (TE ``Clone``)."""
-    return x * sum(safe_divide(r, x) for r in Rs)
+    """Merge the relevance of ``n`` uses of ``x``: ``R_in = x * sum_i R_i / x`` (TE ``Clone``; the sum of the
+    quotients is taken as the quotient of the sum)."""
+    return x * safe_divide(sum(Rs), x)
 
 
 def matmul(a, b, R):
