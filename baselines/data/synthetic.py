@@ -1,9 +1,10 @@
 """Synthetic "shapes on photos" images with exact object masks.
 
 Every image is a 224x224 RGB crop of a photo shipped by an installed package, with one class object (a filled,
-outlined, coloured or textured shape; its kind is the label) drawn on top of 1-4 distractors (thin strokes, dots
-and arcs that never decide the class). Colour, texture, position, size, rotation, background and distractors are
-drawn independently of the label, so only the object's shape predicts the class.
+outlined, solid or textured shape) drawn on top of 1-4 distractors (thin strokes, dots and arcs of any colour that
+never decide the class). Each class has its own shape and its own hue band (CLASS_HUES, +-HUE_JITTER); the
+object's saturation, brightness, texture, position, size, rotation and outline, the background crop and the
+distractors are drawn independently of the label, so only the object itself predicts the class.
 
 Sample ``index`` of a split is a pure function of ``(seed, split, index)``: any subset can be regenerated alone.
 """
@@ -20,8 +21,10 @@ JPEG_QUALITY = 90
 CLASS_NAMES = ("circle", "square", "triangle", "plus", "star", "ring", "crescent", "arrow", "heart", "hourglass")
 WNIDS = tuple(f"n{i:08d}" for i in range(len(CLASS_NAMES)))
 SPLITS = {"train": 0, "val": 1}
-OBJECT_SIZE = (64, 144)
+OBJECT_SIZE = (72, 160)
 DISTRACTORS = (1, 4)
+CLASS_HUES = tuple(256 * k / len(CLASS_NAMES) for k in range(len(CLASS_NAMES)))
+HUE_JITTER = 6
 
 BACKGROUNDS = (
     ("skimage", "astronaut"), ("skimage", "chelsea"), ("skimage", "coffee"), ("skimage", "rocket"),
@@ -109,17 +112,22 @@ SHAPES = {
 assert tuple(SHAPES) == CLASS_NAMES
 
 
-def _random_colour(rng):
-    hsv = np.array([[[rng.uniform(0, 255), rng.uniform(150, 255), rng.uniform(110, 255)]]], dtype=np.uint8)
+def _random_colour(rng, hue=None):
+    """A saturated RGB colour (float32), of any hue or within HUE_JITTER of ``hue`` (PIL's 0-255 hue scale)."""
+    if hue is None:
+        hsv = [rng.uniform(0, 255), rng.uniform(150, 255), rng.uniform(110, 255)]
+    else:
+        hsv = [(hue + rng.uniform(-HUE_JITTER, HUE_JITTER)) % 256, rng.uniform(170, 255), rng.uniform(150, 255)]
+    hsv = np.array([[hsv]], dtype=np.uint8)
     return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"), dtype=np.float32)[0, 0]
 
 
-def _texture(rng):
-    """A random fill (solid, stripes, checker, gradient or speckle in two random colours) as a painter.
+def _texture(rng, hue=None):
+    """A random fill (solid, stripes, checker, gradient or speckle in two colours of ``hue``) as a painter.
 
     All randomness is drawn here; ``painter(image, mask)`` then colours the mask's pixels of ``image`` in place.
     """
-    first, second = _random_colour(rng), _random_colour(rng)
+    first, second = _random_colour(rng, hue), _random_colour(rng, hue)
     kind, angle, period = rng.integers(5), rng.uniform(0, 2 * np.pi), rng.uniform(8, 20)
     speckle_seed = int(rng.integers(2**32))
 
@@ -203,7 +211,7 @@ def generate(seed, split, index, with_object=True):
         mask = _distractor_mask(rng)
         _texture(rng)[0](image, mask)
     mask = _object_mask(rng, label)
-    paint, colour = _texture(rng)
+    paint, colour = _texture(rng, CLASS_HUES[label])
     outline_width = int(rng.integers(2, 4))
     outline = _random_colour(rng) * 0.25 if colour.mean() > 110 else 255 - _random_colour(rng) * 0.25
     if with_object:
