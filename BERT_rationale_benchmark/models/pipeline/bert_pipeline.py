@@ -12,6 +12,9 @@ As TE's pipeline (CVPR'21, Fig. token-F1 vs k), with --method instead of a hard-
      OUTPUT/<method>/heatmaps.html and TE's LaTeX files {j}_GT_{neg|pos}_{correct}.tex (ground-truth class) and
      {j}_CF.tex (the other class, class-specific methods, two classes); OUTPUT/<method>/summary.json.
 --method random ranks words by uniform random word-piece scores (a baseline; seeded by the docid).
+Beyond TE: batches of documents; each k's file holds exactly the top-k words (TE's lists grew across k, top-5 plus
+top-10 plus ..., which scores the same since ERASER compares sets); soft scores are written too; the word pieces'
+characters come from the tokenizer's offsets, so [UNK] pieces and stripped accents stay aligned with the words.
 """
 import argparse
 import json
