@@ -116,16 +116,19 @@ def method_help():
     return "methods:\n" + "\n".join(lines)
 
 
-def add_method_arguments(parser, default="transformer_attribution", multiple=False):
+def add_method_arguments(parser, default="transformer_attribution", multiple=False, extra_choices=None):
     """``--method`` and every method option; an option left unset takes the method's own default.
-    With ``multiple``, ``--method`` takes several names or ``all`` (see ``resolve_many``)."""
+    With ``multiple``, ``--method`` takes several names or ``all`` (see ``resolve_many``); ``extra_choices``
+    (``{name: help}``) adds a script's own choices, such as a baseline."""
     group = parser.add_argument_group("method", "which explanation and its settings (see 'methods' below)")
     if multiple:
         group.add_argument("--method", nargs="+", default=[default], metavar="M",
                            help=f"one or more methods, or 'all' (default {default})")
     else:
-        group.add_argument("--method", default=default, choices=METHOD_NAMES + list(ALIASES), metavar="M",
-                           help=f"explanation method (default {default})")
+        extra = extra_choices or {}
+        group.add_argument("--method", default=default, choices=METHOD_NAMES + list(ALIASES) + list(extra),
+                           metavar="M", help=f"explanation method (default {default})"
+                           + "".join(f"; '{name}': {text}" for name, text in extra.items()))
     group.add_argument("--class-index", type=int, default=None,
                        help="explain this class (default: the predicted top class)")
     group.add_argument("--start-layer", type=int, default=None,

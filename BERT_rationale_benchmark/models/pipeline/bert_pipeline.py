@@ -50,10 +50,7 @@ def parse_args(argv=None):
                              "see BERT_rationale_benchmark/models/model_utils.py")
     parser.add_argument("--batch-size", type=int, default=8, help="documents explained per batch (default 8)")
     parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
-    add_method_arguments(parser)
-    method = next(action for action in parser._actions if action.dest == "method")
-    method.choices = [*method.choices, RANDOM]
-    method.help += f"; '{RANDOM}': random ranking baseline"
+    add_method_arguments(parser, extra_choices={RANDOM: "random ranking baseline"})
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
