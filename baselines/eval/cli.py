@@ -16,7 +16,9 @@ def add_common_arguments(parser, batch_size):
                         help="timm ViT name or shipped model (default: the repository's synthetic_vit)")
     parser.add_argument("--weights", default=None, help="local checkpoint for --model")
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per batch (default {batch_size})")
-    parser.add_argument("--num-workers", type=int, default=2, help="data loading processes (default 2)")
+    workers = min(4, os.cpu_count() or 1)
+    parser.add_argument("--num-workers", type=int, default=workers,
+                        help=f"data loading processes (default min(4, CPUs) = {workers})")
     parser.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
 
