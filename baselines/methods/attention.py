@@ -4,8 +4,7 @@ Each returns the CLS row over all tokens, ``[B, N]``, before any normalisation.
 """
 import torch
 
-from .common import (eye_like, gradients, recorded, rollout_row, row_normalise, target_classes, valid_pairs,
-                     valid_tokens)
+from .common import attention_gradients, eye_like, recorded, rollout_row, row_normalise, valid_pairs, valid_tokens
 
 
 def fuse_heads(attn, head_fusion):
@@ -71,13 +70,11 @@ def grad_rollout(model, inputs, class_index=None, start_layer=0, discard_ratio=0
     ``M_b = (F_b + I) / rowsum(F_b + I)``; result = row 0 of ``M_{L-1} ... M_s``.
     ``G_b`` is the gradient with respect to the attention probabilities, as vit-explain describes it.
     """
-    with recorded(model, inputs, with_grad=True) as (logits, maps):
-        target = target_classes(logits, class_index)
-        grads = gradients(logits, target, maps[start_layer:])
+    _, maps, grads = attention_gradients(model, inputs, class_index, start_layer)
     valid = valid_tokens(model, inputs)
     matrices = []
-    for attn, grad in zip(maps[start_layer:], grads):
-        fused = discard_lowest((attn.detach() * grad).mean(dim=1).clamp(min=0), discard_ratio, keep_first=False,
+    for attn, grad in zip(maps, grads):
+        fused = discard_lowest((attn * grad).mean(dim=1).clamp(min=0), discard_ratio, keep_first=False,
                                valid=valid)
         matrices.append(row_normalise(fused + eye_like(fused)))
     return rollout_row(matrices)
@@ -90,10 +87,7 @@ def attn_gradcam(model, inputs, class_index=None, gradcam_weights="row"):
     (``matrix``, TE BERT; a padded text's own ``n x n`` entries). TE's BERT code min-max normalises the whole
     matrix before zeroing its ``[CLS]`` entry: the same order as this raw row.
     """
-    with recorded(model, inputs, with_grad=True) as (logits, maps):
-        target = target_classes(logits, class_index)
-        (grad,) = gradients(logits, target, maps[-1:])
-    attn = maps[-1].detach()
+    _, (attn,), (grad,) = attention_gradients(model, inputs, class_index, len(model.attention_cores) - 1)
     valid = valid_tokens(model, inputs)
     if gradcam_weights == "row":
         weights = grad[:, :, 0, model.image_tokens].mean(dim=-1, keepdim=True)
@@ -110,12 +104,10 @@ def generic_attribution(model, inputs, class_index=None, start_layer=0):
 
     ``R = I``; for each block ``b >= start_layer``: ``R = R + mean_h clamp(G_b * A_b, 0) R``; result = row 0.
     """
-    with recorded(model, inputs, with_grad=True) as (logits, maps):
-        target = target_classes(logits, class_index)
-        grads = gradients(logits, target, maps[start_layer:])
+    _, maps, grads = attention_gradients(model, inputs, class_index, start_layer)
     matrices = []
-    for attn, grad in zip(maps[start_layer:], grads):
-        cam = (grad * attn.detach()).clamp(min=0).mean(dim=1)
+    for attn, grad in zip(maps, grads):
+        cam = (grad * attn).clamp(min=0).mean(dim=1)
         matrices.append(cam + eye_like(cam))
     return rollout_row(matrices)
 

@@ -2,8 +2,8 @@
 gradients of the last attention map."""
 import torch
 
-from .common import (batch_size, eye_like, gradients, map_batch, recorded, rollout_row, target_classes, valid_pairs,
-                     valid_tokens)
+from .common import (attention_gradients, batch_size, eye_like, gradients, map_batch, recorded, rollout_row,
+                     target_classes, valid_pairs, valid_tokens)
 
 IG_CHUNK = 64
 """Scaled inputs per forward of the integrated-gradient loop (bounds memory, results do not depend on it)."""
@@ -38,13 +38,10 @@ def beyond_intuition_h(model, inputs, class_index=None, start_layer=3, steps=20)
     ``Abar_b = sum_h I_h A_h``; ``R = prod_b (I + Abar_b)`` (later blocks on the left);
     result = ``W[CLS row] * R[CLS row]`` with ``W`` the integrated attention gradient.
     """
-    with recorded(model, inputs, with_grad=True) as (logits, maps):
-        target = target_classes(logits, class_index)
-        grads = gradients(logits, target, maps[start_layer:])
+    target, maps, grads = attention_gradients(model, inputs, class_index, start_layer)
     valid = valid_tokens(model, inputs)
     matrices = []
-    for attn, grad in zip(maps[start_layer:], grads):
-        attn = attn.detach()
+    for attn, grad in zip(maps, grads):
         if valid is not None:
             grad = grad * valid_pairs(valid)
         importance = (attn.transpose(-1, -2) @ grad).abs().mean(dim=(-1, -2))

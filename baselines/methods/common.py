@@ -73,6 +73,15 @@ def gradients(logits, target, maps):
     return list(torch.autograd.grad(target_logit(logits, target), maps))
 
 
+def attention_gradients(model, inputs, class_index, first_block):
+    """One recorded forward and backward: ``(target, maps, grads)`` with the (detached) attention maps of blocks
+    ``>= first_block`` and the target logits' gradients with respect to them."""
+    with recorded(model, inputs, with_grad=True) as (logits, maps):
+        target = target_classes(logits, class_index)
+        grads = gradients(logits, target, maps[first_block:])
+    return target, [attn.detach() for attn in maps[first_block:]], grads
+
+
 def eye_like(matrix):
     return torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
 
