@@ -35,6 +35,7 @@ PAPER_PERTURBATION = {  # method: {(neg, vis_class): AUC}, CVPR 2021 Table 2
 }
 SEGMENTATION_COLUMNS = (("pixel acc.", "pixel_accuracy", 0), ("mAP", "mean_ap", 1), ("mIoU", "mean_iou", 2),
                         ("mF1", "mean_f1", None))
+PAPER_ORDER = ("rollout", "attn_last_layer", "attn_gradcam", "full_lrp", "lrp_last_layer", "transformer_attribution")
 PERTURBATION_COLUMNS = ((True, "top", "negative, predicted"), (True, "target", "negative, target"),
                         (False, "top", "positive, predicted"), (False, "target", "positive, target"))
 
@@ -77,6 +78,12 @@ def load(files):
     return results
 
 
+def row_order(key):
+    """The paper's column order of methods first, then the others by name; grouped by model."""
+    model, method = key
+    return model, PAPER_ORDER.index(method) if method in PAPER_ORDER else len(PAPER_ORDER), method
+
+
 def number(value):
     return "" if value is None else f"{value:.2f}"
 
@@ -86,7 +93,7 @@ def segmentation_table(rows):
     for label, _, paper in SEGMENTATION_COLUMNS:
         header += [label] + ([f"{label} (paper)"] if paper is not None else [])
     body = []
-    for (model, method), data in sorted(rows.items()):
+    for (model, method), data in sorted(rows.items(), key=lambda item: row_order(item[0])):
         line = [model, method]
         for _, key, paper in SEGMENTATION_COLUMNS:
             line.append(number(100 * data[key]))
@@ -104,7 +111,7 @@ def perturbation_table(rows):
     for _, _, label in present:
         header += [f"AUC {label}", f"AUC {label} (paper)", f"AUC {label} (TI)"]
     body = []
-    for (model, method), runs in sorted(rows.items()):
+    for (model, method), runs in sorted(rows.items(), key=lambda item: row_order(item[0])):
         line = [model, method]
         for neg, vis_class, _ in present:
             run = runs.get((neg, vis_class))
