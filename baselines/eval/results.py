@@ -6,8 +6,8 @@ and attributes describing the run (`method`, `vis_class`, `class_id`, `model`, `
 
 Crash safety and resumption. The rows go to `PATH.partial`, made in full before any row is computed: `target` and
 `index` are written then, `vis` and `image` are contiguous, uncompressed and allocated, aligned to 4096-byte pages.
-Afterwards no HDF5 metadata changes; the rows are written through memory maps of the datasets' byte ranges, so
-several processes write disjoint rows (rows of 224 x 224 pixels are whole pages, so processes on different nodes
+Afterwards no HDF5 metadata changes; the rows are written with positional writes into the datasets' byte ranges,
+so several processes write disjoint rows (rows of 224 x 224 pixels are whole pages, so processes on different nodes
 never share a page). Batch b holds the rows [b B, (b + 1) B); process r appends b to its journal
 `PATH.partial.done.r` only after the batch's rows are written, so a process killed at any point leaves every
 journaled batch complete. A rerun with the same settings computes the batches missing from all journals, with the
@@ -57,7 +57,7 @@ class ResultsWriter:
         self.image_shape, self.batch_size, self.dist = tuple(image_shape), batch_size, dist
         self.settings = dict(settings, batch_size=batch_size, num_rows=len(self.indices))
         self.num_batches = -(-len(self.indices) // batch_size)
-        self.maps, self.done, self.journal = {}, set(), None
+        self.layout, self.done, self.data, self.journal = {}, set(), None, None
 
     def is_complete(self):
         """Whether PATH already holds this run's rows (same settings and indices)."""
@@ -100,7 +100,7 @@ class ResultsWriter:
         os.replace(self.partial + ".tmp", self.partial)
 
     def open(self):
-        """Create PATH.partial (or reuse a matching one) and map it; returns the number of batches already done."""
+        """Create PATH.partial (or reuse a matching one) and open it; returns the number of batches already done."""
         if self.dist.rank == 0:
             if self._matches(self.partial):
                 print(f"resuming {self.partial}", flush=True)
@@ -108,9 +108,9 @@ class ResultsWriter:
                 self._create()
         self.dist.barrier()
         with h5py.File(self.partial, "r") as f:
-            layout = {name: (f[name].id.get_offset(), f[name].shape, f[name].dtype) for name in ("vis", "image")}
-        for name, (offset, shape, dtype) in layout.items():
-            self.maps[name] = np.memmap(self.partial, dtype=dtype, mode="r+", offset=offset, shape=shape)
+            self.layout = {name: (f[name].id.get_offset(), int(np.prod(f[name].shape[1:])) * f[name].dtype.itemsize)
+                           for name in ("vis", "image")}
+        self.data = os.open(self.partial, os.O_WRONLY)
         self.done = self._journaled()
         self.journal = os.open(f"{self.journal_prefix}{self.dist.rank}", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         return len(self.done)
@@ -125,18 +125,16 @@ class ResultsWriter:
 
     def write(self, batch, vis, image):
         """Store one batch (tensors or arrays: vis [B,1,H,W], image [B,3,H,W]), then journal it."""
-        start = batch * self.batch_size
         for name, value in (("vis", vis), ("image", image)):
             if isinstance(value, torch.Tensor):
                 value = value.detach().cpu().numpy()
-            self.maps[name][start:start + len(value)] = value
+            offset, row_bytes = self.layout[name]
+            _write_at(self.data, np.ascontiguousarray(value, dtype="<f4"), offset + batch * self.batch_size * row_bytes)
         os.write(self.journal, np.array([batch], dtype="<i4").tobytes())
 
     def finalize(self, compression=None):
         """After every process's last batch: rename the complete partial file to PATH (rank 0)."""
-        for value in self.maps.values():
-            value.flush()
-        self.maps.clear()
+        os.close(self.data)
         os.close(self.journal)
         self.dist.barrier()
         if self.dist.rank != 0:
@@ -149,6 +147,14 @@ class ResultsWriter:
         os.replace(self.partial, self.path)
         for journal in self._journals():
             os.remove(journal)
+
+
+def _write_at(fd, array, offset):
+    """pwrite the whole buffer (a single call may write less, e.g. above 2 GiB)."""
+    view = memoryview(array).cast("B")
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _repack(path, compression):
