@@ -97,7 +97,7 @@ def test_every_method_runs_all_three_scripts(method, data, tmp_path):
 def test_transformer_attribution_negative_auc_above_positive(data, tmp_path):
     hdf5 = tmp_path / "results.hdf5"
     assert run(GENERATE, "--method", "transformer_attribution", "--imagenet-validation-path", data / "imagenet",
-               "--output", hdf5) == 0
+               "--limit", 24, "--output", hdf5) == 0
     auc = {}
     for name, flags in (("neg", ["--neg"]), ("pos", [])):
         args = ["--method", "transformer_attribution", "--input", hdf5, "--output", tmp_path / name, *flags]
