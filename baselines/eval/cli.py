@@ -62,7 +62,7 @@ def normalise(images, model):
 
 def loader(dataset, batch_size, num_workers, device):
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                       pin_memory=device.type == "cuda", persistent_workers=False)
+                                       pin_memory=device.type == "cuda")
 
 
 def experiment_dir(base):
