@@ -1,5 +1,8 @@
 """Write the synthetic "shapes on photos" data set (baselines/data/synthetic.py) to a folder.
 
+Ten classes (circle, square, triangle, plus, star, ring, crescent, arrow, heart, hourglass; wnids n00000000 to
+n00000009): one class object per image on a photo crop with distractors; image i of a split has class i % 10.
+
 Layout of OUTPUT (the same seed always gives the same bytes):
   gtsegs_ijcv.mat                      validation images and object masks in the ImageNet-segmentation layout
   imagenet/meta.bin                    torch.save((wnid_to_classes, val_wnids)), as torchvision writes it
@@ -101,7 +104,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         write_dataset(args.output, args.seed, args.num_train, args.num_val, args.overwrite)
-    except (synthetic.MissingImageError, OutputError) as exc:
+    except (synthetic.MissingImageError, OutputError, OSError) as exc:
         sys.exit(f"error: {exc}")
     print(f"wrote {args.num_train} training and {args.num_val} validation images to {args.output}")
 

@@ -71,7 +71,10 @@ def parse_args(argv=None):
     hyper.add_argument("--embed-dim", type=int, help=f"ViT width (default {DEFAULTS['embed_dim']})")
     hyper.add_argument("--depth", type=int, help=f"ViT blocks (default {DEFAULTS['depth']})")
     hyper.add_argument("--num-heads", type=int, help=f"attention heads (default {DEFAULTS['num_heads']})")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.threads < 1 or args.workers < 0:
+        parser.error("--threads must be >= 1 and --workers >= 0")
+    return args
 
 
 def resolve_settings(args, stored=None):
@@ -109,13 +112,16 @@ def eval_transform():
 
 
 def read_data_card(data):
-    """DATA/synthetic.json, checked against the validation folder."""
-    card_path = data / "synthetic.json"
-    if not card_path.is_file() or not (data / "imagenet" / "val").is_dir():
+    """DATA/synthetic.json (written by make_synthetic_data.py), checked against the generator's classes."""
+    path = data / "synthetic.json"
+    if not path.is_file() or not (data / "imagenet" / "val").is_dir():
         raise TrainingError(f"{data} has no synthetic.json and imagenet/val; run make_synthetic_data.py first")
-    card = json.loads(card_path.read_text())
-    if tuple(card["wnids"]) != synthetic.WNIDS:
-        raise TrainingError(f"{card_path} lists other classes than baselines/data/synthetic.py")
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TrainingError(f"{path} is not valid JSON ({exc})") from None
+    if tuple(card.get("wnids", ())) != synthetic.WNIDS or "seed" not in card:
+        raise TrainingError(f"{path} has no seed or lists other classes than baselines/data/synthetic.py")
     return card
 
 
@@ -155,10 +161,12 @@ def lr_factor(step, total, warmup):
 
 
 def state_path(output):
+    """Where the resume state of ``output`` lives."""
     return output.with_suffix(".state.pt")
 
 
 def card_path(output):
+    """Where the model card of ``output`` lives."""
     return output.with_suffix(".json")
 
 
@@ -170,7 +178,10 @@ def train(data, output, args, resume=False, threads=2, workers=1):
     if resume:
         if not state_path(output).is_file():
             raise TrainingError(f"nothing to resume: {state_path(output)} does not exist")
-        stored = torch.load(state_path(output), weights_only=False)
+        try:
+            stored = torch.load(state_path(output), weights_only=False)
+        except Exception as exc:
+            raise TrainingError(f"cannot read {state_path(output)} ({type(exc).__name__}); remove it to start over")
     elif any(path.exists() for path in (output, card_path(output), state_path(output))):
         raise TrainingError(f"{output} (or its .json/.state.pt) exists; pass --resume or choose another --output")
     settings = resolve_settings(args, stored and stored["settings"])
