@@ -41,7 +41,7 @@ def test_add_normalised_conserves_per_sample_with_shares_by_raw_sums():
 
 
 def test_matmul_gives_each_operand_the_whole_relevance():
-    a, b = torch.rand(2, 3, 5, 5, dtype=torch.float64), torch.randn(2, 3, 5, 4, dtype=torch.float64)
+    a, b = torch.rand(2, 3, 5, 5, dtype=torch.float64), torch.rand(2, 3, 5, 4, dtype=torch.float64) + 0.5
     R = torch.randn(2, 3, 5, 4, dtype=torch.float64)
     ra, rb = rules.matmul(a, b, R)
     torch.testing.assert_close(per_sample(ra), per_sample(R))

@@ -43,7 +43,7 @@ def discard_lowest(fused, ratio, keep_first=True, valid=None):
 
 def attn_last_layer(model, inputs, class_index=None):
     """Raw attention: ``mean_h clamp(A_last, 0)[CLS row]``. Class-agnostic."""
-    with recorded(model, inputs, with_grad=False) as (_, maps):
+    with recorded(model, inputs, with_grad=False, first_block=len(model.attention_cores) - 1) as (_, maps):
         return maps[-1].clamp(min=0).mean(dim=1)[:, 0]
 
 
@@ -54,7 +54,7 @@ def rollout(model, inputs, class_index=None, start_layer=1, head_fusion="mean", 
     ``M_b = (F_b + I) / rowsum(F_b + I)``; result = row 0 of ``M_{L-1} ... M_s``, ``s = start_layer``.
     """
     valid = valid_tokens(model, inputs)
-    with recorded(model, inputs, with_grad=False) as (_, maps):
+    with recorded(model, inputs, with_grad=False, first_block=start_layer) as (_, maps):
         matrices = []
         for attn in maps[start_layer:]:
             fused = discard_lowest(fuse_heads(attn, head_fusion), discard_ratio, valid=valid)

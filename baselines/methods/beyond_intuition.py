@@ -19,10 +19,10 @@ def integrated_attention_gradient(model, inputs, target, steps):
     repeated = map_batch(inputs, lambda t: t.repeat_interleave(steps, dim=0))
     scales = alphas.repeat(count)
     targets = target.repeat_interleave(steps)
-    rows = []
+    rows, last = [], len(model.attention_cores) - 1
     for start in range(0, count * steps, IG_CHUNK):
         chunk = slice(start, start + IG_CHUNK)
-        with recorded(model, map_batch(repeated, lambda t: t[chunk]), with_grad=True,
+        with recorded(model, map_batch(repeated, lambda t: t[chunk]), with_grad=True, first_block=last,
                       input_scale=scales[chunk]) as (logits, maps):
             (grad,) = gradients(logits, targets[chunk], maps[-1:])
         rows.append(grad[:, :, 0])
@@ -59,7 +59,7 @@ def beyond_intuition_t(model, inputs, class_index=None, start_layer=6, steps=20,
     ``R = prod_b (I + mean_h(A_b) diag(o))``; result = ``W[CLS row] * |R[CLS row]|`` (TI's ViT; its BERT code
     takes no absolute value: ``absolute=False``).
     """
-    with recorded(model, inputs, with_grad=False) as (logits, maps):
+    with recorded(model, inputs, with_grad=False, first_block=start_layer) as (logits, maps):
         target = target_classes(logits, class_index)
         matrices = []
         for block, attn in zip(model.blocks[start_layer:], maps[start_layer:]):

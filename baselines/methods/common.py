@@ -32,15 +32,17 @@ def one_hot(logits, target):
 
 
 @contextmanager
-def recorded(model, inputs, with_grad, **forward_options):
-    """Run a recorded forward; yields ``(logits, attention maps)``. Weights never receive gradients."""
+def recorded(model, inputs, with_grad, first_block=0, **forward_options):
+    """Run a recorded forward; yields ``(logits, attention maps)``, ``None`` for the blocks before
+    ``first_block`` (not recorded: they run the fused kernel). Weights never receive gradients."""
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        with recording(model), torch.set_grad_enabled(with_grad):
+        with recording(model, first_block), torch.set_grad_enabled(with_grad):
             logits = model(inputs, **forward_options)
-            yield logits, [core.attn for core in model.attention_cores]
+            cores = model.attention_cores
+            yield logits, [None] * first_block + [core.attn for core in cores[first_block:]]
     finally:
         for p, flag in zip(model.parameters(), flags):
             p.requires_grad_(flag)
@@ -76,7 +78,7 @@ def gradients(logits, target, maps):
 def attention_gradients(model, inputs, class_index, first_block):
     """One recorded forward and backward: ``(target, maps, grads)`` with the (detached) attention maps of blocks
     ``>= first_block`` and the target logits' gradients with respect to them."""
-    with recorded(model, inputs, with_grad=True) as (logits, maps):
+    with recorded(model, inputs, with_grad=True, first_block=first_block) as (logits, maps):
         target = target_classes(logits, class_index)
         grads = gradients(logits, target, maps[first_block:])
     return target, [attn.detach() for attn in maps[first_block:]], grads

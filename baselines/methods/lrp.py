@@ -33,7 +33,7 @@ def transformer_attribution(model, inputs, class_index=None, start_layer=1, row_
 def lrp_last_layer(model, inputs, class_index=None, is_ablation=False):
     """Partial LRP (Voita et al.), plain LRP rules (TE ``layers_lrp``):
     ``mean_h clamp(R_A_last, 0)[CLS row]``; with ``is_ablation``, ``R_A_last * G_last`` instead of ``R_A_last``."""
-    with recorded(model, inputs, with_grad=is_ablation) as (logits, maps):
+    with recorded(model, inputs, with_grad=is_ablation, first_block=len(model.attention_cores) - 1) as (logits, maps):
         target = target_classes(logits, class_index)
         grad = gradients(logits, target, maps[-1:])[0] if is_ablation else 1.0
         with torch.no_grad():

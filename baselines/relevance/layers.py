@@ -27,9 +27,12 @@ class RelevanceLayer(nn.Module):
 
 
 @contextmanager
-def recording(model):
-    """Record what the relevance rules need during the forwards inside the block; forget it on exit."""
-    layers = [m for m in model.modules() if isinstance(m, RelevanceLayer)]
+def recording(model, first_block=0):
+    """Record what the relevance rules need during the forwards inside the block; forget it on exit.
+
+    Blocks before ``first_block`` (of ``model.blocks``) record nothing and keep their fused attention kernel."""
+    skipped = {id(m) for block in model.blocks[:first_block] for m in block.modules()}
+    layers = [m for m in model.modules() if isinstance(m, RelevanceLayer) and id(m) not in skipped]
     for layer in layers:
         layer.recording = True
     try:
