@@ -1,4 +1,5 @@
 """What every command-line script shares: the device flag, model flags and one-line errors."""
+import shutil
 import sys
 
 import torch
@@ -28,6 +29,23 @@ def add_model_arguments(parser):
 def load_model(args):
     from baselines.models import create_model
     return create_model(args.model, weights=args.weights, pretrained=args.pretrained, device=args.device)
+
+
+def prepare_output_folder(output, overwrite, owned):
+    """Create the folder ``output``; refuse a non-empty one unless ``overwrite``, which removes only the entries
+    named in ``owned`` (what the calling script writes there)."""
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output} exists and is not a folder")
+    if output.is_dir() and any(output.iterdir()):
+        if not overwrite:
+            raise UserError(f"{output} is not empty; pass --overwrite to write into it")
+        for name in owned:
+            target = output / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    output.mkdir(parents=True, exist_ok=True)
 
 
 def run(main):

@@ -20,12 +20,11 @@ the words are evidence. Splits are 80% / 10% / 10%, half NEG and half POS.
 import argparse
 import json
 import random
-import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from baselines.cli import UserError, run  # noqa: E402
+from baselines.cli import UserError, prepare_output_folder, run  # noqa: E402
 
 QUERY = "What is the sentiment of this review?"
 SPLITS = (("train", 0.8), ("val", 0.1), ("test", 0.1))
@@ -157,20 +156,10 @@ def generate(seed, num_docs):
 
 def prepare_output(output, overwrite):
     """Create ``output``; refuse a non-empty one unless ``overwrite`` (which removes only our own outputs)."""
-    if output.exists() and not output.is_dir():
-        raise UserError(f"{output} exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()):
-        if not overwrite:
-            raise UserError(f"{output} is not empty; pass --overwrite to write into it")
-        for name in OUTPUTS:
-            target = output / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        if (output / "docs.jsonl").exists():
-            raise UserError(f"{output} holds a docs.jsonl; ERASER folders hold docs/ or docs.jsonl, not both")
-    (output / "docs").mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(output, overwrite, OUTPUTS)
+    if (output / "docs.jsonl").exists():
+        raise UserError(f"{output} holds a docs.jsonl; ERASER folders hold docs/ or docs.jsonl, not both")
+    (output / "docs").mkdir(exist_ok=True)
 
 
 def write_dataset(output, seed, num_docs):

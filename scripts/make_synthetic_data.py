@@ -13,7 +13,6 @@ Layout of OUTPUT (the same seed always gives the same bytes):
 """
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -22,14 +21,11 @@ from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from baselines.cli import UserError, prepare_output_folder  # noqa: E402
 from baselines.data import synthetic  # noqa: E402
 from baselines.data.imagenet_seg import write_gtsegs  # noqa: E402
 
 OUTPUTS = ("gtsegs_ijcv.mat", "imagenet", "masks", "synthetic.json")
-
-
-class OutputError(RuntimeError):
-    """The output folder cannot be used."""
 
 
 def parse_args(argv=None):
@@ -46,22 +42,6 @@ def parse_args(argv=None):
     if args.seed < 0 or args.num_train < 0 or args.num_val < 0:
         parser.error("--seed, --num-train and --num-val must be >= 0")
     return args
-
-
-def prepare_output(output, overwrite):
-    """Create ``output``; refuse a non-empty one unless ``overwrite`` (which removes only our own outputs)."""
-    if output.exists() and not output.is_dir():
-        raise OutputError(f"{output} exists and is not a folder")
-    if output.is_dir() and any(output.iterdir()):
-        if not overwrite:
-            raise OutputError(f"{output} is not empty; pass --overwrite to write into it")
-        for name in OUTPUTS:
-            target = output / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    output.mkdir(parents=True, exist_ok=True)
 
 
 def image_name(split, index):
@@ -87,7 +67,7 @@ def write_split(output, seed, split, count):
 def write_dataset(output, seed=0, num_train=1000, num_val=500, overwrite=False):
     """Write the whole data set (layout in this module's docstring) to ``output``."""
     synthetic.backgrounds()
-    prepare_output(output, overwrite)
+    prepare_output_folder(output, overwrite, OUTPUTS)
     (output / "imagenet").mkdir()
     write_split(output, seed, "train", num_train)
     val = write_split(output, seed, "val", num_val)
@@ -104,7 +84,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         write_dataset(args.output, args.seed, args.num_train, args.num_val, args.overwrite)
-    except (synthetic.MissingImageError, OutputError, OSError) as exc:
+    except (synthetic.MissingImageError, UserError, OSError) as exc:
         sys.exit(f"error: {exc}")
     print(f"wrote {args.num_train} training and {args.num_val} validation images to {args.output}")
 
