@@ -88,13 +88,7 @@ def select(num_images, subset, limit):
 
 
 def main(argv=None):
-    args = parse(argv)
-    cli.check_common(args)
-    dist = distributed.setup(args.device)
-    try:
-        return generate(args, dist)
-    finally:
-        dist.close()
+    return cli.launch(generate, parse(argv))
 
 
 def generate(args, dist):

@@ -67,13 +67,7 @@ def save_images(folder, rows, images, masks, maps):
 
 
 def main(argv=None):
-    args = parse(argv)
-    cli.check_common(args)
-    dist = distributed.setup(args.device)
-    try:
-        return evaluate(args, dist)
-    finally:
-        dist.close()
+    return cli.launch(evaluate, parse(argv))
 
 
 def evaluate(args, dist):

@@ -70,13 +70,7 @@ def evaluate_batch(model, images, vis, target, neg):
 
 
 def main(argv=None):
-    args = parse(argv)
-    cli.check_common(args)
-    dist = distributed.setup(args.device)
-    try:
-        return evaluate(args, dist)
-    finally:
-        dist.close()
+    return cli.launch(evaluate, parse(argv))
 
 
 def evaluate(args, dist):

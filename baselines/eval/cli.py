@@ -7,6 +7,7 @@ import sys
 import torch
 from torchvision import transforms
 
+from baselines.eval import distributed
 from baselines.eval.results import InputError
 
 
@@ -21,6 +22,16 @@ def add_common_arguments(parser, batch_size):
                         help=f"data loading processes (default min(4, CPUs) = {workers})")
     parser.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+
+
+def launch(work, args):
+    """Check the shared options, then ``work(args, dist)`` inside this process's (torchrun-aware) setup."""
+    check_common(args)
+    dist = distributed.setup(args.device)
+    try:
+        return work(args, dist)
+    finally:
+        dist.close()
 
 
 def check_common(args):
