@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from te_reference import add, clone, eye, linear, simple
+from te_reference import add, clone, eye, linear, one_hot_seed, simple
 
 
 def _split(x, heads):
@@ -86,12 +86,6 @@ def attention_and_grads(hf, ids, index=None, alpha=1.0):
     return logits, rec, maps, grads, index
 
 
-def one_hot(logits, index):
-    seed = torch.zeros_like(logits)
-    seed[0, index] = 1
-    return seed
-
-
 def compute_rollout_attention(matrices, start_layer=0):
     """TE's BERT rollout: ``+ I``, rows normalised, later layers on the left."""
     n = matrices[0].shape[-1]
@@ -106,7 +100,7 @@ def compute_rollout_attention(matrices, start_layer=0):
 def transformer_attribution(hf, ids, index=None, start_layer=None):
     """TE ``generate_LRP`` (default start layer: the last), ``rollout[0, 0] = rollout[0].min()``."""
     logits, rec, maps, grads, index = attention_and_grads(hf, ids, index)
-    rels, _ = relprop(hf, rec, one_hot(logits, index), ours=True)
+    rels, _ = relprop(hf, rec, one_hot_seed(logits, index), ours=True)
     cams = [(g[0] * r[0]).clamp(min=0).mean(0) for g, r in zip(grads, rels)]
     rollout = compute_rollout_attention(cams, len(cams) - 1 if start_layer is None else start_layer)
     rollout[0, 0] = rollout[0].min()
@@ -115,7 +109,7 @@ def transformer_attribution(hf, ids, index=None, start_layer=None):
 
 def lrp_last_layer(hf, ids, index=None):
     logits, rec, _, _, index = attention_and_grads(hf, ids, index)
-    rels, _ = relprop(hf, rec, one_hot(logits, index), ours=False)
+    rels, _ = relprop(hf, rec, one_hot_seed(logits, index), ours=False)
     cam = rels[-1][0].clamp(min=0).mean(0)
     cam[0, 0] = 0
     return cam[0]
@@ -123,7 +117,7 @@ def lrp_last_layer(hf, ids, index=None):
 
 def full_lrp(hf, ids, index=None):
     logits, rec, _, _, index = attention_and_grads(hf, ids, index)
-    cam = relprop(hf, rec, one_hot(logits, index), ours=False)[1].sum(dim=2)
+    cam = relprop(hf, rec, one_hot_seed(logits, index), ours=False)[1].sum(dim=2)
     cam[:, 0] = 0
     return cam[0]
 
