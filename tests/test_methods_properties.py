@@ -105,7 +105,7 @@ def test_grad_rollout_pairs_each_gradient_with_its_own_block(model, images):
         for attn, grad in pairs:
             fused = discard_lowest((attn.detach() * grad).mean(1).clamp(min=0), 0.9, keep_first=False)
             mats.append(row_normalise(fused + torch.eye(fused.shape[-1])))
-        return rollout_row(mats)[:, 1:].reshape(-1)
+        return rollout_row(mats, model.query_rows(images[:1]))[:, 1:].reshape(-1)
 
     ours = explain(model, images[:1], "grad_rollout").reshape(-1)
     torch.testing.assert_close(ours, product(zip(maps, grads)))
@@ -127,3 +127,39 @@ def test_method_options_keep_only_what_the_method_takes():
     add_method_arguments(parser)
     args = parser.parse_args(["--method", "ours", "--steps", "7", "--head-fusion", "max", "--start-layer", "2"])
     assert method_options(args) == {"steps": 7, "start_layer": 2}
+
+
+def test_models_satisfy_the_interface_and_lrp_methods_refuse_others(model):
+    """Our ViT provides every level of the model interface; a model that only records attention is refused by
+    the methods that need more, in one line naming what it lacks and what would work."""
+    from baselines.methods import interface
+
+    assert isinstance(model, interface.RelevanceModel) and isinstance(model, interface.ValueModel)
+
+    class AttentionOnly:
+        blocks = model.blocks
+        attention_cores = model.attention_cores
+        num_classes = model.num_classes
+        image_tokens = model.image_tokens
+        method_defaults = {}
+        __call__ = model.__call__
+        parameters = model.parameters
+        record = model.record
+        query_rows = model.query_rows
+        valid_tokens = model.valid_tokens
+        token_map = model.token_map
+
+    hooked = AttentionOnly()
+    assert isinstance(hooked, interface.AttentionModel) and not isinstance(hooked, interface.RelevanceModel)
+    images = torch.randn(1, 3, model.img_size, model.img_size, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(explain(hooked, images, "generic_attribution"),
+                               explain(model, images, "generic_attribution"))
+    with pytest.raises(ValueError, match="'full_lrp' needs LRP relevance propagation.*generic_attribution"):
+        explain(hooked, images, "full_lrp")
+
+
+def test_query_row_reads_each_samples_own_row():
+    from baselines.methods.common import query_row
+    maps = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    picked = query_row(maps, torch.tensor([1, 3]))
+    assert torch.equal(picked[0], maps[0, :, 1]) and torch.equal(picked[1], maps[1, :, 3])

@@ -1,10 +1,12 @@
 """Methods built from attention maps and their gradients alone (no LRP).
 
-Each returns the CLS row over all tokens, ``[B, N]``, before any normalisation.
+Each returns each sample's query row (``model.query_rows``: the CLS row of a ViT) over all tokens, ``[B, N]``,
+before any normalisation.
 """
 import torch
 
-from .common import attention_gradients, eye_like, recorded, rollout_row, row_normalise, valid_pairs, valid_tokens
+from .common import (attention_gradients, eye_like, query_row, recorded, rollout_row, row_normalise, valid_pairs,
+                     valid_tokens)
 
 
 def fuse_heads(attn, head_fusion):
@@ -42,16 +44,16 @@ def discard_lowest(fused, ratio, keep_first=True, valid=None):
 
 
 def attn_last_layer(model, inputs, class_index=None):
-    """Raw attention: ``mean_h clamp(A_last, 0)[CLS row]``. Class-agnostic."""
+    """Raw attention: ``mean_h clamp(A_last, 0)[query row]``. Class-agnostic."""
     with recorded(model, inputs, with_grad=False, first_block=len(model.attention_cores) - 1) as (_, maps):
-        return maps[-1].clamp(min=0).mean(dim=1)[:, 0]
+        return query_row(maps[-1].clamp(min=0).mean(dim=1), model.query_rows(inputs))
 
 
 def rollout(model, inputs, class_index=None, start_layer=1, head_fusion="mean", discard_ratio=0.0):
     """Attention rollout (Abnar & Zuidema; TE baseline, vit-explain options). Class-agnostic.
 
     ``F_b = fuse_h(A_b)`` with the lowest ``discard_ratio`` entries zeroed (CLS->CLS kept);
-    ``M_b = (F_b + I) / rowsum(F_b + I)``; result = row 0 of ``M_{L-1} ... M_s``, ``s = start_layer``.
+    ``M_b = (F_b + I) / rowsum(F_b + I)``; result = the query row of ``M_{L-1} ... M_s``, ``s = start_layer``.
     """
     valid = valid_tokens(model, inputs)
     with recorded(model, inputs, with_grad=False, first_block=start_layer) as (_, maps):
@@ -59,7 +61,7 @@ def rollout(model, inputs, class_index=None, start_layer=1, head_fusion="mean", 
         for attn in maps[start_layer:]:
             fused = discard_lowest(fuse_heads(attn, head_fusion), discard_ratio, valid=valid)
             matrices.append(row_normalise(fused + eye_like(fused)))
-        return rollout_row(matrices)
+        return rollout_row(matrices, model.query_rows(inputs))
 
 
 def grad_rollout(model, inputs, class_index=None, start_layer=0, discard_ratio=0.9):
@@ -67,7 +69,7 @@ def grad_rollout(model, inputs, class_index=None, start_layer=0, discard_ratio=0
     is paired with its own attention, discard applies to every sample):
 
     ``F_b = max(mean_h(A_b * G_b), 0)``, lowest ``discard_ratio`` entries zeroed;
-    ``M_b = (F_b + I) / rowsum(F_b + I)``; result = row 0 of ``M_{L-1} ... M_s``.
+    ``M_b = (F_b + I) / rowsum(F_b + I)``; result = the query row of ``M_{L-1} ... M_s``.
     ``G_b`` is the gradient with respect to the attention probabilities, as vit-explain describes it.
     """
     _, maps, grads = attention_gradients(model, inputs, class_index, start_layer)
@@ -77,39 +79,40 @@ def grad_rollout(model, inputs, class_index=None, start_layer=0, discard_ratio=0
         fused = discard_lowest((attn * grad).mean(dim=1).clamp(min=0), discard_ratio, keep_first=False,
                                valid=valid)
         matrices.append(row_normalise(fused + eye_like(fused)))
-    return rollout_row(matrices)
+    return rollout_row(matrices, model.query_rows(inputs))
 
 
 def attn_gradcam(model, inputs, class_index=None, gradcam_weights="row"):
-    """Grad-CAM on the last attention map: ``clamp(mean_h(w_h * A_h[CLS row]), 0)``.
+    """Grad-CAM on the last attention map: ``clamp(mean_h(w_h * A_h[query row]), 0)``.
 
-    ``w_h`` = mean of ``G_h`` over the CLS row's image tokens (``row``, TE ViT) or over the whole matrix
+    ``w_h`` = mean of ``G_h`` over the query row's image tokens (``row``, TE ViT) or over the whole matrix
     (``matrix``, TE BERT; a padded text's own ``n x n`` entries). TE's BERT code min-max normalises the whole
     matrix before zeroing its ``[CLS]`` entry: the same order as this raw row.
     """
     _, (attn,), (grad,) = attention_gradients(model, inputs, class_index, len(model.attention_cores) - 1)
     valid = valid_tokens(model, inputs)
+    rows = model.query_rows(inputs)
     if gradcam_weights == "row":
-        weights = grad[:, :, 0, model.image_tokens].mean(dim=-1, keepdim=True)
+        weights = query_row(grad, rows)[:, :, model.image_tokens].mean(dim=-1, keepdim=True)
     elif valid is None:
         weights = grad.mean(dim=(2, 3)).unsqueeze(-1)
     else:
         pairs = valid_pairs(valid)
         weights = ((grad * pairs).sum(dim=(2, 3)) / pairs.sum(dim=(2, 3))).unsqueeze(-1)
-    return (attn[:, :, 0] * weights).mean(dim=1).clamp(min=0)
+    return (query_row(attn, rows) * weights).mean(dim=1).clamp(min=0)
 
 
 def generic_attribution(model, inputs, class_index=None, start_layer=0):
     """Generic attention relevance (Chefer et al., ICCV 2021, no LRP):
 
-    ``R = I``; for each block ``b >= start_layer``: ``R = R + mean_h clamp(G_b * A_b, 0) R``; result = row 0.
+    ``R = I``; for each block ``b >= start_layer``: ``R = R + mean_h clamp(G_b * A_b, 0) R``; result = the query row.
     """
     _, maps, grads = attention_gradients(model, inputs, class_index, start_layer)
     matrices = []
     for attn, grad in zip(maps, grads):
         cam = (grad * attn).clamp(min=0).mean(dim=1)
         matrices.append(cam + eye_like(cam))
-    return rollout_row(matrices)
+    return rollout_row(matrices, model.query_rows(inputs))
 
 
 __all__ = ["attn_last_layer", "rollout", "grad_rollout", "attn_gradcam", "generic_attribution"]

@@ -2,7 +2,7 @@
 gradients of the last attention map."""
 import torch
 
-from .common import (attention_gradients, batch_size, eye_like, gradients, map_batch, recorded, rollout_row,
+from .common import (attention_gradients, batch_size, eye_like, gradients, map_batch, query_row, recorded, rollout_row,
                      target_classes, valid_pairs, valid_tokens)
 
 IG_CHUNK = 64
@@ -10,7 +10,7 @@ IG_CHUNK = 64
 
 
 def integrated_attention_gradient(model, inputs, target, steps):
-    """``W = mean_h clamp(mean_alpha G_last(alpha x), 0)`` (CLS row, ``[B, N]``), ``alpha`` in
+    """``W = mean_h clamp(mean_alpha G_last(alpha x), 0)`` (query row, ``[B, N]``), ``alpha`` in
     ``linspace(0, 1, steps)``; the path scales what the model's ``input_scale`` scales (a ViT's normalised image,
     a BERT's embedding output)."""
     count = batch_size(inputs)
@@ -19,13 +19,14 @@ def integrated_attention_gradient(model, inputs, target, steps):
     repeated = map_batch(inputs, lambda t: t.repeat_interleave(steps, dim=0))
     scales = alphas.repeat(count)
     targets = target.repeat_interleave(steps)
+    query = model.query_rows(inputs).repeat_interleave(steps)
     rows, last = [], len(model.attention_cores) - 1
     for start in range(0, count * steps, IG_CHUNK):
         chunk = slice(start, start + IG_CHUNK)
         with recorded(model, map_batch(repeated, lambda t: t[chunk]), with_grad=True, first_block=last,
                       input_scale=scales[chunk]) as (logits, maps):
             (grad,) = gradients(logits, targets[chunk], maps[-1:])
-        rows.append(grad[:, :, 0])
+        rows.append(query_row(grad, query[chunk]))
     total = torch.cat(rows).view(count, steps, *rows[0].shape[1:]).sum(dim=1)
     return (total / steps).clamp(min=0).mean(dim=1)
 
@@ -36,7 +37,7 @@ def beyond_intuition_h(model, inputs, class_index=None, start_layer=3, steps=20)
     per block ``b >= start_layer``: ``I_h = mean_ij |A_h^T G_h|`` (``G`` of padded tokens set to 0), normalised
     to sum 1 over the heads;
     ``Abar_b = sum_h I_h A_h``; ``R = prod_b (I + Abar_b)`` (later blocks on the left);
-    result = ``W[CLS row] * R[CLS row]`` with ``W`` the integrated attention gradient.
+    result = ``W[query row] * R[query row]`` with ``W`` the integrated attention gradient.
     """
     target, maps, grads = attention_gradients(model, inputs, class_index, start_layer)
     valid = valid_tokens(model, inputs)
@@ -48,7 +49,8 @@ def beyond_intuition_h(model, inputs, class_index=None, start_layer=3, steps=20)
         importance = importance / importance.sum(dim=1, keepdim=True)
         fused = (importance[:, :, None, None] * attn).sum(dim=1)
         matrices.append(fused + eye_like(fused))
-    return integrated_attention_gradient(model, inputs, target, steps) * rollout_row(matrices)
+    relevance = rollout_row(matrices, model.query_rows(inputs))
+    return integrated_attention_gradient(model, inputs, target, steps) * relevance
 
 
 def beyond_intuition_t(model, inputs, class_index=None, start_layer=6, steps=20, absolute=True):
@@ -56,16 +58,17 @@ def beyond_intuition_t(model, inputs, class_index=None, start_layer=6, steps=20,
 
     per block ``b >= start_layer``: ``o_j = ||(v W_o^T)_j|| / ||z_j||`` (``z`` = block input before its norm,
     ``v`` = values, heads concatenated, ``W_o`` = output projection without bias);
-    ``R = prod_b (I + mean_h(A_b) diag(o))``; result = ``W[CLS row] * |R[CLS row]|`` (TI's ViT; its BERT code
+    ``R = prod_b (I + mean_h(A_b) diag(o))``; result = ``W[query row] * |R[query row]|`` (TI's ViT; its BERT code
     takes no absolute value: ``absolute=False``).
     """
     with recorded(model, inputs, with_grad=False, first_block=start_layer) as (logits, maps):
         target = target_classes(logits, class_index)
         matrices = []
-        for block, attn in zip(model.blocks[start_layer:], maps[start_layer:]):
-            order = block.attn.value_projection().norm(dim=-1) / block.input.norm(dim=-1)
-            weighted = attn.mean(dim=1) * order[:, None, :]
+        for index in range(start_layer, len(maps)):
+            block_input, values = model.value_terms(index)
+            order = values.norm(dim=-1) / block_input.norm(dim=-1)
+            weighted = maps[index].mean(dim=1) * order[:, None, :]
             matrices.append(weighted + eye_like(weighted))
-        relevance = rollout_row(matrices)
+        relevance = rollout_row(matrices, model.query_rows(inputs))
         relevance = relevance.abs() if absolute else relevance
     return integrated_attention_gradient(model, inputs, target, steps) * relevance

@@ -1,14 +1,13 @@
 """Pieces every method shares: the target class, recorded forwards with attention gradients, rollout products.
 
 Notation: ``A_b`` = softmax attention of block ``b`` (B x H x N x N), ``G_b`` = gradient of the target class's
-logit (not its probability) with respect to ``A_b``, row 0 = the CLS query.
+logit (not its probability) with respect to ``A_b``; each sample's query row is ``model.query_rows(inputs)``
+(row 0, the CLS token, for a ViT or BERT).
 """
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-
-from baselines.relevance.layers import recording
 
 
 def target_classes(logits, class_index):
@@ -39,7 +38,7 @@ def recorded(model, inputs, with_grad, first_block=0, **forward_options):
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        with recording(model, first_block), torch.set_grad_enabled(with_grad):
+        with model.record(first_block), torch.set_grad_enabled(with_grad):
             logits = model(inputs, **forward_options)
             cores = model.attention_cores
             yield logits, [None] * first_block + [core.attn for core in cores[first_block:]]
@@ -88,9 +87,16 @@ def eye_like(matrix):
     return torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
 
 
-def rollout_row(matrices, row=0):
-    """Row ``row`` of ``M_last @ ... @ M_first`` (later blocks on the left), as vector-matrix products."""
-    result = matrices[-1][:, row, :]
+def query_row(matrix, rows):
+    """Row ``rows[b]`` of each sample's matrix: ``[B, ..., N, N]`` -> ``[B, ..., N]``."""
+    index = rows.view(-1, *[1] * (matrix.dim() - 2), 1).expand(*matrix.shape[:-2], 1, matrix.shape[-1])
+    return matrix.gather(-2, index).squeeze(-2)
+
+
+def rollout_row(matrices, rows):
+    """Row ``rows[b]`` of each sample's ``M_last @ ... @ M_first`` (later blocks on the left), as vector-matrix
+    products."""
+    result = query_row(matrices[-1], rows)
     for matrix in reversed(matrices[:-1]):
         result = torch.bmm(result.unsqueeze(1), matrix).squeeze(1)
     return result

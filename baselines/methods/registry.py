@@ -6,6 +6,7 @@ from typing import Callable
 
 from . import attention, beyond_intuition, lrp
 from .common import valid_tokens
+from .interface import PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,8 @@ class Method:
     summary: str
     class_specific: bool = True
     pixel_level: bool = False
+    needs: str = "attention"
+    """What the method reads from a model: a key of ``interface.PROTOCOLS``."""
 
     @property
     def options(self):
@@ -25,21 +28,21 @@ class Method:
 
 METHODS = {
     "transformer_attribution": Method(lrp.transformer_attribution,
-                                      "LRP relevance x gradient of each attention map, rollout (Chefer CVPR'21)"),
+                                      "LRP relevance x gradient of each attention map, rollout (Chefer CVPR'21)", needs="relevance"),
     "rollout": Method(attention.rollout, "head-fused attention + I, row-normalised, multiplied over blocks",
                       class_specific=False),
     "attn_last_layer": Method(attention.attn_last_layer, "last block's raw attention, CLS row, head mean",
                               class_specific=False),
     "attn_gradcam": Method(attention.attn_gradcam, "Grad-CAM on the last attention map"),
-    "lrp_last_layer": Method(lrp.lrp_last_layer, "partial LRP: last block's attention relevance (Voita et al.)"),
-    "full_lrp": Method(lrp.full_lrp, "LRP all the way to the input pixels", pixel_level=True),
+    "lrp_last_layer": Method(lrp.lrp_last_layer, "partial LRP: last block's attention relevance (Voita et al.)", needs="relevance"),
+    "full_lrp": Method(lrp.full_lrp, "LRP all the way to the input pixels", pixel_level=True, needs="relevance"),
     "generic_attribution": Method(attention.generic_attribution,
                                   "R += mean_h clamp(grad x A, 0) R over blocks (Chefer ICCV'21, no LRP)"),
     "grad_rollout": Method(attention.grad_rollout, "gradient rollout of vit-explain (bugs fixed)"),
     "beyond_intuition_h": Method(beyond_intuition.beyond_intuition_h,
                                  "head-wise attribution x integrated gradients (Chen et al., Ours-H)"),
     "beyond_intuition_t": Method(beyond_intuition.beyond_intuition_t,
-                                 "token-wise attribution x integrated gradients (Chen et al., Ours-T)"),
+                                 "token-wise attribution x integrated gradients (Chen et al., Ours-T)", needs="values"),
 }
 
 ALIASES = {"lrp": "full_lrp", "partial_lrp": "lrp_last_layer", "last_attn": "attn_last_layer",
@@ -70,6 +73,7 @@ def explain(model, inputs, method, class_index=None, **options):
     ``full_lrp``), computed in one batched pass; sample ``b`` depends on ``inputs[b]`` only.
     """
     spec = METHODS[resolve(method)]
+    check_model(model, resolve(method))
     options = {**fitted_defaults(model, spec), **getattr(model, "method_defaults", {}).get(resolve(method), {}),
                **options}
     validate_options(model, options)
@@ -78,6 +82,17 @@ def explain(model, inputs, method, class_index=None, **options):
     if result.dim() != 2:
         return result
     return model.token_map(set_cls_entry(result, cls_entry, valid_tokens(model, inputs)))
+
+
+def check_model(model, method):
+    """A one-line error when ``model`` lacks what ``method`` reads (see ``interface``)."""
+    needs = METHODS[method].needs
+    if not isinstance(model, PROTOCOLS[needs]):
+        able = [name for name, spec in METHODS.items() if isinstance(model, PROTOCOLS[spec.needs])]
+        what = {"relevance": "LRP relevance propagation (our ViT/DeiT, BERT and CLIP copies)",
+                "values": "value and output projections", "attention": "recorded attention maps"}[needs]
+        raise ValueError(f"method '{method}' needs {what}, which {type(model).__name__} does not provide"
+                         + (f"; methods that work on it: {', '.join(able)}" if able else ""))
 
 
 def fitted_defaults(model, spec):

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from baselines.methods.interface import LayerModel
 from baselines.relevance import layers as rl
 
 from .vit import ModelError, load_weights, read_checkpoint
@@ -196,7 +197,7 @@ class BertBody(nn.Module):
         self.pooler = Pooler(c)
 
 
-class BertClassifier(nn.Module):
+class BertClassifier(LayerModel, nn.Module):
     """BERT sequence classifier (HF ``BertForSequenceClassification``) with relevance propagation.
 
     ``method_defaults`` gives each method the conventions of the original BERT code (TE ``ExplanationGenerator``,

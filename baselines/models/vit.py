@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from baselines.methods.interface import LayerModel
 from baselines.relevance import layers as rl
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -149,7 +150,7 @@ class PatchEmbed(nn.Module):
         return self.proj.relprop(R.transpose(1, 2).reshape(B, C, *grid), None)
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(LayerModel, nn.Module):
     """ViT classifier: patch embedding, class token, position embedding, blocks, final norm, CLS-token head."""
 
     def __init__(self, config: ViTConfig):
