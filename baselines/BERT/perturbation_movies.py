@@ -51,8 +51,8 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def load_documents(args):
+    """The documents of ``args.splits`` encoded as bert_pipeline.py does: (params, token id lists, labels)."""
     params = load_params(args.model_params)
     classes = params["evidence_classifier"]["classes"]
     annotations = [a for split in args.splits for a in load_split(args.data_dir, split)][:args.limit]
@@ -66,10 +66,18 @@ def main(argv=None):
     tokenizer = load_tokenizer(params)
     ids = [encode(tokenizer, " ".join(documents[a.docid]), params["max_length"])["input_ids"] for a in annotations]
     labels = torch.tensor([classes.index(a.classification) for a in annotations])
+    return params, ids, labels
+
+
+def checkpoint_path(args):
     checkpoint = args.checkpoint or args.output_dir / "classifier" / "classifier.pt"
     if not Path(checkpoint).is_file():
         raise DataError(f"no checkpoint {checkpoint} (run bert_pipeline.py first or pass --checkpoint)")
-    model = load_classifier(params, checkpoint, len(classes), args.device)
+    return checkpoint
+
+
+def evaluate(args, ids, labels, model):
+    """The test for the settings ``args`` on the encoded documents with ``model``; writes and returns the result."""
     correct, clean = torch.zeros(len(FRACTIONS), dtype=torch.long), 0
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     for start in tqdm(range(0, len(order), args.batch_size), desc="perturbation", unit="batch"):
@@ -90,6 +98,15 @@ def main(argv=None):
     print("steps    " + " ".join(f"{f:6.2f}" for f in FRACTIONS))
     print("accuracy " + " ".join(f"{a:6.2f}" for a in result["accuracy"]))
     print(f"clean accuracy {result['clean_accuracy']:.2f}, AUC over the steps {result['auc']:.4f}; wrote {path}")
+    return result
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    params, ids, labels = load_documents(args)
+    model = load_classifier(params, checkpoint_path(args), len(params["evidence_classifier"]["classes"]),
+                            args.device)
+    evaluate(args, ids, labels, model)
 
 
 if __name__ == "__main__":

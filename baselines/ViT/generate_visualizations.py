@@ -91,9 +91,10 @@ def main(argv=None):
     return cli.launch(generate, parse(argv))
 
 
-def generate(args, dist):
-    model = cli.load_model(args.model, args.weights, dist.device)
-    dataset = validation_set(args.imagenet_validation_path, model.img_size)
+def generate(args, dist, model=None, dataset=None):
+    """The HDF5 for the settings `args`; `model` and `dataset` (validation_set) are loaded when not given."""
+    model = model if model is not None else cli.load_model(args.model, args.weights, dist.device)
+    dataset = dataset if dataset is not None else validation_set(args.imagenet_validation_path, model.img_size)
     indices = select(len(dataset), args.subset, args.limit)
     options = method_options(args)
     path = os.path.abspath(args.output or default_output(args))

@@ -70,9 +70,10 @@ def main(argv=None):
     return cli.launch(evaluate, parse(argv))
 
 
-def evaluate(args, dist):
-    model = cli.load_model(args.model, args.weights, dist.device)
-    dataset = segmentation_set(args.imagenet_seg_path, model.img_size)
+def evaluate(args, dist, model=None, dataset=None):
+    """The test for the settings `args`; `model` and `dataset` (segmentation_set) are loaded when not given."""
+    model = model if model is not None else cli.load_model(args.model, args.weights, dist.device)
+    dataset = dataset if dataset is not None else segmentation_set(args.imagenet_seg_path, model.img_size)
     num_rows = min(len(dataset), args.limit or len(dataset))
     base = os.path.join("run", "imagenet", f"{args.method}_{os.path.basename(args.model or 'synthetic_vit')}")
     out = dist.gather(args.output or (cli.experiment_dir(base) if dist.rank == 0 else None))[0]

@@ -73,7 +73,9 @@ def main(argv=None):
     return cli.launch(evaluate, parse(argv))
 
 
-def evaluate(args, dist):
+def evaluate(args, dist, model=None):
+    """The test for the settings `args`; `model` (the one that wrote the maps, by default) is loaded when not
+    given."""
     path = args.input or os.path.join(HERE, "visualizations", args.method, args.folder, args.ablation,
                                       "results.hdf5")
     num_rows, attrs = check_results(path, args.method, canonical=resolve)
@@ -84,7 +86,7 @@ def evaluate(args, dist):
     written = json.loads(attrs.get("settings", "{}"))
     model_name = args.model or written.get("model")
     weights = args.weights or (written.get("weights") if args.model is None else None)
-    model = cli.load_model(model_name, weights, dist.device)
+    model = model if model is not None else cli.load_model(model_name, weights, dist.device)
     batches = distributed.shard(num_rows, args.batch_size, dist.rank, dist.world)
     data = torch.utils.data.DataLoader(ResultsBatches(path, args.batch_size, batches, num_rows), batch_size=None,
                                        num_workers=args.num_workers, pin_memory=dist.device.type == "cuda")

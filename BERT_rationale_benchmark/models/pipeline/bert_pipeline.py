@@ -22,6 +22,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from tqdm import tqdm
@@ -157,31 +158,45 @@ def write_outputs(folder, test, documents, encodings, classes, explained):
     return correct / len(test)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    started = time.time()
+def prepare(args):
+    """What every method's run reads: params, splits, documents and their encodings, and the fine-tuned checkpoint
+    (trained first when missing)."""
     params = load_params(args.model_params)
     splits = load_datasets(args.data_dir)
     if not all(splits):
         raise DataError(f"{args.data_dir}: train, val and test must each hold at least one annotation")
-    classes = params["evidence_classifier"]["classes"]
     documents = load_flattened_documents(args.data_dir, {a.docid for split in splits for a in split})
     encodings = encode_documents(load_tokenizer(params), documents, params["max_length"])
     truncated = sum(e["truncated"] for e in encodings.values())
     print(f"{truncated} of {len(encodings)} documents truncated at max_length {params['max_length']}")
     checkpoint = ensure_classifier(args, params, splits, encodings)
-    model = load_classifier(params, checkpoint, len(classes), args.device)
-    test = splits[2]
-    labelled(test, encodings, classes)
-    method, options, explained = explain_test(args, model, test, encodings, classes)
+    return SimpleNamespace(params=params, splits=splits, documents=documents, encodings=encodings,
+                           truncated=truncated, checkpoint=checkpoint,
+                           classes=params["evidence_classifier"]["classes"])
+
+
+def evaluate(args, data, model):
+    """Explain the test split with ``args.method`` using ``model`` and write OUTPUT/<method> (see the docstring)."""
+    started = time.time()
+    test, params, encodings = data.splits[2], data.params, data.encodings
+    labelled(test, encodings, data.classes)
+    method, options, explained = explain_test(args, model, test, encodings, data.classes)
     folder = args.output_dir / method
-    accuracy = write_outputs(folder, test, documents, encodings, classes, explained)
+    accuracy = write_outputs(folder, test, data.documents, encodings, data.classes, explained)
     summary = {"method": method, "options": options, "test_documents": len(test), "test_accuracy": accuracy,
-               "truncated_documents": truncated, "documents": len(encodings), "max_length": params["max_length"],
+               "truncated_documents": data.truncated, "documents": len(encodings),
+               "max_length": params["max_length"],
                "test_truncated": sum(encodings[a.docid]["truncated"] for a in test),
                "seconds": round(time.time() - started, 1)}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"test accuracy {accuracy:.3f}; wrote {folder}/identifier_results_{{5..80}}.json, heatmaps.html, .tex")
+    return summary
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    data = prepare(args)
+    evaluate(args, data, load_classifier(data.params, data.checkpoint, len(data.classes), args.device))
 
 
 if __name__ == "__main__":
