@@ -89,6 +89,10 @@ class RelevanceModel(AttentionModel, Protocol):
         """Relevance ``R`` of the logits ``[B, C]`` sent back to the attention of block ``down_to_block``, or
         with ``to_input`` to the input (returned, summed over channels / the hidden size)."""
 
+    input_embedding: Optional[torch.nn.Module]
+    """Where gradient x input methods (``attnlrp``, ``cp_lrp``) take the input: the module whose output is the
+    explained input of a text model (BERT's word embeddings); None when the input tensor itself is (pixels)."""
+
 
 PROTOCOLS = {"attention": AttentionModel, "values": ValueModel, "relevance": RelevanceModel}
 """``Method.needs`` -> the protocol a model must satisfy."""
@@ -100,6 +104,7 @@ class LayerModel:
     ``input`` and ``attn.value_projection()``."""
 
     method_defaults = {}
+    input_embedding = None
 
     def record(self, first_block=0):
         return recording(self, first_block)

@@ -4,7 +4,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
-from . import attention, beyond_intuition, lrp
+from . import attention, attnlrp, beyond_intuition, lrp
 from .common import valid_tokens
 from .interface import PROTOCOLS
 
@@ -43,6 +43,10 @@ METHODS = {
                                  "head-wise attribution x integrated gradients (Chen et al., Ours-H)"),
     "beyond_intuition_t": Method(beyond_intuition.beyond_intuition_t,
                                  "token-wise attribution x integrated gradients (Chen et al., Ours-T)", needs="values"),
+    "attnlrp": Method(attnlrp.attnlrp, "AttnLRP to the input: gradient x input with LRP-modified backward (LXT)",
+                      pixel_level=True, needs="relevance"),
+    "cp_lrp": Method(attnlrp.cp_lrp, "CP-LRP to the input: as attnlrp, no relevance through queries and keys",
+                     pixel_level=True, needs="relevance"),
 }
 
 ALIASES = {"lrp": "full_lrp", "partial_lrp": "lrp_last_layer", "last_attn": "attn_last_layer",
@@ -158,6 +162,10 @@ def add_method_arguments(parser, default="transformer_attribution", multiple=Fal
                        help="beyond_intuition_*: integrated-gradient steps (default 20)")
     group.add_argument("--is-ablation", action="store_true",
                        help="lrp_last_layer: multiply the relevance by the attention gradient")
+    group.add_argument("--gamma", type=float, default=None,
+                       help="attnlrp / cp_lrp: LRP-gamma on the linear layers outside attention (default 0: off)")
+    group.add_argument("--conv-gamma", type=float, default=None,
+                       help="attnlrp / cp_lrp: LRP-gamma on the patch embedding (default 0: off)")
     group.add_argument("--cls-entry", choices=["keep", "zero", "min"], default=None,
                        help="text models: the [CLS] token's own score (default: the original's per method)")
     if parser.epilog is None:
@@ -170,7 +178,8 @@ def method_options(args):
     accepted = METHODS[resolve(args.method)].options
     values = {"start_layer": args.start_layer, "head_fusion": args.head_fusion,
               "discard_ratio": args.discard_ratio, "steps": args.steps,
-              "is_ablation": args.is_ablation or None}
+              "is_ablation": args.is_ablation or None, "gamma": getattr(args, "gamma", None),
+              "conv_gamma": getattr(args, "conv_gamma", None)}
     chosen = {k: v for k, v in values.items() if v is not None and k in accepted}
     if getattr(args, "cls_entry", None):
         chosen["cls_entry"] = args.cls_entry
@@ -185,6 +194,8 @@ def validate_options(model, options):
         raise ValueError(f"--start-layer {start} out of range for a model with {depth} blocks")
     if options.get("steps") is not None and options["steps"] < 1:
         raise ValueError("--steps must be at least 1")
+    if min(options.get("gamma") or 0, options.get("conv_gamma") or 0) < 0:
+        raise ValueError("--gamma and --conv-gamma must be >= 0")
     ratio = options.get("discard_ratio")
     if ratio is not None and not 0 <= ratio < 1:
         raise ValueError("--discard-ratio must be in [0, 1)")

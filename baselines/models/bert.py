@@ -240,6 +240,11 @@ class BertClassifier(LayerModel, nn.Module):
         return [layer.attention.self.core for layer in self.blocks]
 
     @property
+    def input_embedding(self):
+        """The word embeddings: ``attnlrp`` / ``cp_lrp`` explain their output (as LXT's BERT example)."""
+        return self.bert.embeddings.word_embeddings
+
+    @property
     def method_defaults(self):
         last = len(self.blocks) - 1
         zero = {"cls_entry": "zero"}
