@@ -7,8 +7,10 @@ Reads the results.hdf5 of generate_visualizations.py. For every image: the model
 and on 9 copies with the int(224 * 224 * s) most relevant pixels (least relevant with --neg) set to 0 in [0, 1]
 space, s = 0.1, ..., 0.9; accuracy against the label. Positive perturbation (default): lower AUC is better;
 --neg: higher is better. All 10 x batch forwards of a batch run as one model call, on the device.
-Writes results.json (accuracy per step, AUC as TE's maintainer computes it and TI's variant, prob/logit drops),
-perturbation_hits.npy ([N, 10] correct or not) and perturbation_curve.png.
+Writes results.json (accuracy per step, AUC as TE's maintainer computes it and TI's variant, prob/logit drops,
+and AttnLRP's area between the least- and most-relevant-first curves of the explained class's logit and probability,
+which runs the other removal order too; --no-abpc skips it), perturbation_hits.npy ([N, 10] correct or not) and
+perturbation_curve.png.
 """
 import argparse
 import json
@@ -37,6 +39,9 @@ def parse(argv):
     parser.add_argument("--is-ablation", action="store_true", help="read the 'ablation' folder")
     parser.add_argument("--neg", action="store_true",
                         help="negative perturbation: remove the least relevant pixels first")
+    parser.add_argument("--no-abpc", action="store_true",
+                        help="skip AttnLRP's area between the perturbation curves (saves the other order's 9 "
+                             "forwards per image)")
     parser.add_argument("--input", default=None,
                         help="results.hdf5 (default: generate_visualizations.py's default path for these flags)")
     parser.add_argument("--output", default=None,
@@ -50,23 +55,46 @@ def parse(argv):
     return args
 
 
-def evaluate_batch(model, images, vis, target, neg):
-    """Per-image rows [B, 10 + 9 + 9]: hits (clean, steps), max-probability drops, max-logit drops.
+ABPC_COLUMNS = 4 * (len(metrics.PERTURBATION_STEPS) + 1)
+
+
+def evaluate_batch(model, images, vis, target, neg, explained=None):
+    """Per-image rows [B, 10 + 9 + 9]: hits (clean, steps), max-probability drops, max-logit drops; with
+    ``explained`` ([B] the class each map explains) also [B, 4 x 10]: that class's logit along the MoRF and LeRF
+    orders, then its probability along them (the other order runs in the same model call).
 
     The model input normalise(image * keep) is formed in one pass as where(keep, normalise(image), normalise(0)).
     """
     keep = metrics.kept_pixels(vis, neg)
-    keep = torch.cat([torch.ones_like(keep[:1]), keep])
+    steps = len(keep) + 1
+    parts = [torch.ones_like(keep[:1]), keep] + ([] if explained is None else [metrics.kept_pixels(vis, not neg)])
     fill = cli.normalise(torch.zeros_like(images[:1, :, :1, :1]), model)
-    inputs = torch.where(keep, cli.normalise(images, model).unsqueeze(0), fill)
-    steps, batch = inputs.shape[:2]
-    logits = model(inputs.flatten(0, 1)).view(steps, batch, -1).float()
+    inputs = torch.where(torch.cat(parts), cli.normalise(images, model).unsqueeze(0), fill)
+    batch = inputs.shape[1]
+    all_logits = model(inputs.flatten(0, 1)).view(len(inputs), batch, -1).float()
+    logits = all_logits[:steps]
     hits = logits.argmax(-1) == target.view(1, -1)
     top_prob = logits.softmax(-1).amax(-1)
     top_logit = logits.amax(-1)
-    rows = torch.cat([hits.double().T, (top_prob[:1] - top_prob[1:]).double().T,
-                      (top_logit[:1] - top_logit[1:]).double().T], 1)
-    return rows.cpu().numpy()
+    columns = [hits.double().T, (top_prob[:1] - top_prob[1:]).double().T, (top_logit[:1] - top_logit[1:]).double().T]
+    if explained is not None:
+        index = explained.view(1, -1, 1).expand(len(all_logits), -1, 1)
+        logit = all_logits.gather(2, index)[..., 0]
+        prob = all_logits.softmax(-1).gather(2, index)[..., 0]
+        for score in (logit, prob):
+            this, other = score[:steps], torch.cat([score[:1], score[steps:]])
+            morf, lerf = (other, this) if neg else (this, other)
+            columns += [morf.double().T, lerf.double().T]
+    return torch.cat(columns, 1).cpu().numpy()
+
+
+def explained_classes(model, images, target, args):
+    """The class each map explains: the clean prediction (--vis-class top), the label (target) or --class-id."""
+    if args.vis_class == "target":
+        return target
+    if args.vis_class == "index":
+        return torch.full_like(target, args.class_id)
+    return model(cli.normalise(images, model)).argmax(-1)
 
 
 def main(argv=None):
@@ -90,12 +118,14 @@ def evaluate(args, dist, model=None):
     batches = distributed.shard(num_rows, args.batch_size, dist.rank, dist.world)
     data = torch.utils.data.DataLoader(ResultsBatches(path, args.batch_size, batches, num_rows), batch_size=None,
                                        num_workers=args.num_workers, pin_memory=dist.device.type == "cuda")
-    records = [np.zeros((0, 28))]
+    records = [np.zeros((0, 28 + (0 if args.no_abpc else ABPC_COLUMNS)))]
     with torch.inference_mode():
         for _, images, vis, target in tqdm(data, disable=dist.rank != 0, desc=f"{args.method} perturbation"):
             device = dist.device
-            records.append(evaluate_batch(model, images.to(device, non_blocking=True),
-                                          vis.to(device, non_blocking=True), target.to(device).long(), args.neg))
+            images, target = images.to(device, non_blocking=True), target.to(device).long()
+            explained = None if args.no_abpc else explained_classes(model, images, target, args)
+            records.append(evaluate_batch(model, images, vis.to(device, non_blocking=True), target, args.neg,
+                                          explained))
     rows = distributed.merge(dist, distributed.batch_rows(batches, args.batch_size, num_rows),
                              np.concatenate(records))
     if dist.rank == 0:
@@ -106,7 +136,10 @@ def evaluate(args, dist, model=None):
 def report(args, path, model_name, weights, rows, world):
     steps = len(metrics.PERTURBATION_STEPS)
     summary = metrics.perturbation_summary(rows[:, :steps + 1], rows[:, steps + 1:2 * steps + 1],
-                                           rows[:, 2 * steps + 1:])
+                                           rows[:, 2 * steps + 1:3 * steps + 1])
+    if not args.no_abpc:
+        curves = rows[:, 3 * steps + 1:].reshape(len(rows), 4, steps + 1)
+        summary.update(metrics.abpc_summary(*curves.transpose(1, 0, 2)))
     name = f"{args.method}_{'neg' if args.neg else 'pos'}"
     out = args.output or cli.experiment_dir(os.path.join("experiments", "perturbations", name, args.folder,
                                                          args.ablation))
@@ -122,7 +155,9 @@ def report(args, path, model_name, weights, rows, world):
     plot(summary, name, os.path.join(out, "perturbation_curve.png"))
     print(f"{name} ({summary['num_images']} images): accuracy "
           + " ".join(f"{a:.4f}" for a in summary["accuracy"])
-          + f"\nAUC {summary['auc']:.2f} (TE), {summary['auc_ti']:.2f} (TI, with (1, 0)); results in {out}")
+          + f"\nAUC {summary['auc']:.2f} (TE), {summary['auc_ti']:.2f} (TI, with (1, 0))"
+          + ("" if args.no_abpc else f"; ABPC logit {summary['abpc_logit']:.3f}, prob {summary['abpc_prob']:.4f}")
+          + f"; results in {out}")
 
 
 def plot(summary, title, path):

@@ -21,6 +21,11 @@ Curve y = (clean accuracy, accuracy at s = 0.1, ..., 0.9) over x = (0, 0.1, ...,
 
     AUC (TE, maintainer's issues #27/#31) = 100 * trapezoid(y, x)
     AUC (TI)                              = 100 * trapezoid((y, 0), (x, 1))   (sklearn.metrics.auc with (1, 0))
+
+AttnLRP's faithfulness figure (area between perturbation curves, ABPC; Achtibat et al. ICML 2024, after Blücher et
+al.): per image, f_LeRF and f_MoRF = the explained class's logit (or probability) along the same x with the least
+(LeRF) or most (MoRF) relevant pixels removed first; ABPC = mean over images of trapezoid(f_LeRF - f_MoRF, x).
+Higher is better.
 """
 import numpy as np
 import torch
@@ -143,3 +148,18 @@ def perturbation_summary(hits, prob_drop, logit_drop, steps=PERTURBATION_STEPS):
         "logit_drop": np.asarray(logit_drop, dtype=np.float64).mean(0).tolist(),
         "num_images": int(hits.shape[0]),
     }
+
+
+def area_between_curves(lerf, morf, steps=PERTURBATION_STEPS):
+    """ABPC: mean over images of ``trapezoid(lerf - morf, (0, steps))``; ``lerf``, ``morf``: ``[N, 1 + S]``
+    scores of the explained class (column 0 = the clean image)."""
+    gap = np.asarray(lerf, dtype=np.float64) - np.asarray(morf, dtype=np.float64)
+    return float(np.trapezoid(gap, [0.0, *steps], axis=1).mean()) if len(gap) else float("nan")
+
+
+def abpc_summary(morf_logit, lerf_logit, morf_prob, lerf_prob, steps=PERTURBATION_STEPS):
+    """ABPC of the logit and of the probability, and the mean curves (all ``[N, 1 + S]``)."""
+    mean = [np.asarray(c, dtype=np.float64).mean(0).tolist() for c in (morf_logit, lerf_logit, morf_prob, lerf_prob)]
+    return {"abpc_logit": area_between_curves(lerf_logit, morf_logit, steps),
+            "abpc_prob": area_between_curves(lerf_prob, morf_prob, steps),
+            "morf_logit": mean[0], "lerf_logit": mean[1], "morf_prob": mean[2], "lerf_prob": mean[3]}
