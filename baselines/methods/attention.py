@@ -85,15 +85,20 @@ def grad_rollout(model, inputs, class_index=None, start_layer=0, discard_ratio=0
 def attn_gradcam(model, inputs, class_index=None, gradcam_weights="row"):
     """Grad-CAM on the last attention map: ``clamp(mean_h(w_h * A_h[query row]), 0)``.
 
-    ``w_h`` = mean of ``G_h`` over the query row's image tokens (``row``, TE ViT) or over the whole matrix
-    (``matrix``, TE BERT; a padded text's own ``n x n`` entries). TE's BERT code min-max normalises the whole
+    ``w_h`` = mean of ``G_h`` over the query row's image tokens (``row``, TE ViT; a padded text's own tokens) or over
+    the whole matrix (``matrix``, TE BERT; a padded text's own ``n x n`` entries). TE's BERT code min-max normalises the whole
     matrix before zeroing its ``[CLS]`` entry: the same order as this raw row.
     """
     _, (attn,), (grad,) = attention_gradients(model, inputs, class_index, len(model.attention_cores) - 1)
     valid = valid_tokens(model, inputs)
     rows = model.query_rows(inputs)
     if gradcam_weights == "row":
-        weights = query_row(grad, rows)[:, :, model.image_tokens].mean(dim=-1, keepdim=True)
+        row = query_row(grad, rows)[:, :, model.image_tokens]
+        if valid is None:
+            weights = row.mean(dim=-1, keepdim=True)
+        else:
+            keep = valid[:, None, model.image_tokens].to(row.dtype)
+            weights = (row * keep).sum(dim=-1, keepdim=True) / keep.sum(dim=-1, keepdim=True)
     elif valid is None:
         weights = grad.mean(dim=(2, 3)).unsqueeze(-1)
     else:

@@ -19,7 +19,7 @@ def integrated_attention_gradient(model, inputs, target, steps):
     repeated = map_batch(inputs, lambda t: t.repeat_interleave(steps, dim=0))
     scales = alphas.repeat(count)
     targets = target.repeat_interleave(steps)
-    query = model.query_rows(inputs).repeat_interleave(steps)
+    query = model.query_rows(inputs).repeat_interleave(steps, dim=0)
     rows, last = [], len(model.attention_cores) - 1
     for start in range(0, count * steps, IG_CHUNK):
         chunk = slice(start, start + IG_CHUNK)

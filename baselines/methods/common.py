@@ -88,7 +88,11 @@ def eye_like(matrix):
 
 
 def query_row(matrix, rows):
-    """Row ``rows[b]`` of each sample's matrix: ``[B, ..., N, N]`` -> ``[B, ..., N]``."""
+    """Row ``rows[b]`` of each sample's matrix: ``[B, ..., N, N]`` -> ``[B, ..., N]``. Float ``rows`` ``[B, N]``
+    are weights over the rows instead: ``sum_i rows[b, i] matrix[b, ..., i, :]`` (an average-pooled model)."""
+    if rows.is_floating_point():
+        weights = rows.to(matrix.dtype).view(rows.shape[0], *[1] * (matrix.dim() - 3), 1, rows.shape[-1])
+        return (weights @ matrix).squeeze(-2)
     index = rows.view(-1, *[1] * (matrix.dim() - 2), 1).expand(*matrix.shape[:-2], 1, matrix.shape[-1])
     return matrix.gather(-2, index).squeeze(-2)
 

@@ -12,7 +12,7 @@ Three levels, each a ``typing.Protocol``; a method names the one it needs (``Met
 
 Notation: ``B`` samples, ``H`` heads, ``N`` tokens. A method explains one query row of the attention maps per
 sample (``query_rows``): the class token's row 0 of a ViT or BERT, the EOT token of a CLIP text, the last position
-of a decoder language model.
+of a decoder language model, or a weighted mean of the rows an average-pooled head reads.
 """
 from contextlib import AbstractContextManager
 from typing import Any, Optional, Protocol, Sequence, runtime_checkable
@@ -61,7 +61,9 @@ class AttentionModel(Protocol):
         fused kernels); everything recorded is dropped on exit."""
 
     def query_rows(self, inputs: Any) -> torch.Tensor:
-        """``[B]`` long: the row of the attention maps that each sample's explanation reads."""
+        """``[B]`` long: the row of the attention maps that each sample's explanation reads; or ``[B, N]`` float
+        weights over the rows when the head pools several tokens (average pooling: ``1/n`` on each pooled token;
+        a distilled DeiT: ``1/2`` on its class and distillation tokens). Methods read ``sum_i w_i row_i``."""
 
     def valid_tokens(self, inputs: Any) -> Optional[torch.Tensor]:
         """``[B, N]`` bool: tokens that belong to the sample (not padding), or None when all do."""

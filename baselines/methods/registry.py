@@ -95,7 +95,8 @@ def check_model(model, method):
         able = [name for name, spec in METHODS.items() if isinstance(model, PROTOCOLS[spec.needs])]
         what = {"relevance": "LRP relevance propagation (our ViT/DeiT, BERT and CLIP copies)",
                 "values": "value and output projections", "attention": "recorded attention maps"}[needs]
-        raise ValueError(f"method '{method}' needs {what}, which {type(model).__name__} does not provide"
+        name = getattr(model, "description", type(model).__name__)
+        raise ValueError(f"method '{method}' needs {what}, which {name} does not provide"
                          + (f"; methods that work on it: {', '.join(able)}" if able else ""))
 
 

@@ -197,6 +197,25 @@ class BertBody(nn.Module):
         self.pooler = Pooler(c)
 
 
+def text_classifier_defaults(depth):
+    """Each method's options that follow the original BERT code, for a text classifier of ``depth`` layers
+    (see ``BertClassifier``; also used for Hugging Face encoders wrapped through hooks)."""
+    last = depth - 1
+    zero = {"cls_entry": "zero"}
+    return {
+        "transformer_attribution": {"start_layer": last, "row_normalize": True, "cls_entry": "min"},
+        "rollout": {"start_layer": 0, **zero},
+        "attn_last_layer": zero,
+        "attn_gradcam": {"gradcam_weights": "matrix", **zero},
+        "lrp_last_layer": zero,
+        "full_lrp": zero,
+        "generic_attribution": {"start_layer": last, **zero},
+        "grad_rollout": zero,
+        "beyond_intuition_h": {"start_layer": last, **zero},
+        "beyond_intuition_t": {"start_layer": max(last - 3, 0), "absolute": False, **zero},
+    }
+
+
 class BertClassifier(LayerModel, nn.Module):
     """BERT sequence classifier (HF ``BertForSequenceClassification``) with relevance propagation.
 
@@ -246,20 +265,7 @@ class BertClassifier(LayerModel, nn.Module):
 
     @property
     def method_defaults(self):
-        last = len(self.blocks) - 1
-        zero = {"cls_entry": "zero"}
-        return {
-            "transformer_attribution": {"start_layer": last, "row_normalize": True, "cls_entry": "min"},
-            "rollout": {"start_layer": 0, **zero},
-            "attn_last_layer": zero,
-            "attn_gradcam": {"gradcam_weights": "matrix", **zero},
-            "lrp_last_layer": zero,
-            "full_lrp": zero,
-            "generic_attribution": {"start_layer": last, **zero},
-            "grad_rollout": zero,
-            "beyond_intuition_h": {"start_layer": last, **zero},
-            "beyond_intuition_t": {"start_layer": max(last - 3, 0), "absolute": False, **zero},
-        }
+        return text_classifier_defaults(len(self.blocks))
 
     def forward(self, inputs, input_scale=None):
         """Logits ``[B, num_labels]``; ``input_scale`` ``[B]`` multiplies the embedding output (TI's
@@ -389,4 +395,4 @@ def create_bert(model_dir_or_name, num_labels=None, device="cpu", weights=None):
     return model.eval().to(device)
 
 
-__all__ = ["BertClassifier", "create_bert", "hf_state_dict"]
+__all__ = ["BertClassifier", "create_bert", "hf_state_dict", "text_classifier_defaults"]
