@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 from .bert import create_bert  # noqa: F401
+from .clip import create_clip, is_clip_model
 from .vit import (CONFIGS, ModelError, ViTConfig, VisionTransformer, _config_from_timm, load_weights,
                   read_checkpoint, remap_state_dict)
 
@@ -17,13 +18,17 @@ def _card(name):
     if not path.is_file():
         return None
     card = json.loads(path.read_text())
+    if card.get("family", "vit") != "vit":
+        return None
     config = ViTConfig(**card["config"], mean=tuple(card["mean"]), std=tuple(card["std"]),
                        class_names=tuple(card.get("class_names", ())))
     return config, path.with_suffix(".pth")
 
 
 def create_model(name=None, weights=None, pretrained=False, device="cpu"):
-    """A ViT in eval mode.
+    """A ViT in eval mode, or a CLIP (``clip.create_clip``) when ``name`` is a CLIP card (``synthetic_clip``) or an
+    open_clip architecture (``ViT-B-32``); Hugging Face CLIP folders and bare CLIP checkpoints load through
+    ``create_clip(hf_dir=...)`` / ``create_clip(weights=...)``.
 
     ``name``: a timm ViT name (``vit_base_patch16_224``, ``deit_small_patch16_224``, ...), a shipped model
     (``synthetic_vit``, the default) or a model-card JSON path. ``weights``: a local checkpoint (timm state dict,
@@ -32,6 +37,10 @@ def create_model(name=None, weights=None, pretrained=False, device="cpu"):
     """
     name = name or DEFAULT_MODEL
     card = _card(name)
+    if card is None and name not in CONFIGS and is_clip_model(name):
+        if pretrained:
+            raise ModelError("CLIP weights are not downloaded here; pass a local file with --weights")
+        return create_clip(name, weights=weights, device=device)
     if card is not None:
         config, shipped = card
         weights = weights or shipped
@@ -64,4 +73,4 @@ def _download(name):
                          f"({str(error).splitlines()[0][:120]}); pass a local checkpoint with --weights") from None
 
 
-__all__ = ["create_model", "ModelError", "VisionTransformer", "ViTConfig", "CONFIGS", "DEFAULT_MODEL"]
+__all__ = ["create_model", "create_clip", "ModelError", "VisionTransformer", "ViTConfig", "CONFIGS", "DEFAULT_MODEL"]

@@ -55,10 +55,10 @@ CONFIGS = {
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
+    def __init__(self, dim, hidden, act_layer=rl.GELU):
         super().__init__()
         self.fc1 = rl.Linear(dim, hidden)
-        self.act = rl.GELU()
+        self.act = act_layer()
         self.fc2 = rl.Linear(hidden, dim)
 
     def forward(self, x):
@@ -79,10 +79,10 @@ class Attention(nn.Module):
         self.core = rl.AttentionCore(self.head_dim ** -0.5)
         self.proj = rl.Linear(dim, dim)
 
-    def forward(self, x):
+    def forward(self, x, mask=None):
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        out = self.core(q, k, v)
+        out = self.core(q, k, v, mask)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
     def value_projection(self):
@@ -104,21 +104,22 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm block: ``x = x + attn(norm1(x))``, ``x = x + mlp(norm2(x))``."""
+    """Pre-norm block: ``x = x + attn(norm1(x))``, ``x = x + mlp(norm2(x))`` (timm's; CLIP's with ``eps`` 1e-5,
+    its activation and, in the text tower, an additive causal ``mask``)."""
 
-    def __init__(self, dim, num_heads, mlp_ratio, qkv_bias):
+    def __init__(self, dim, num_heads, mlp_ratio, qkv_bias, eps=1e-6, act_layer=rl.GELU):
         super().__init__()
         self.clone1 = rl.Clone()
-        self.norm1 = rl.LayerNorm(dim, eps=1e-6)
+        self.norm1 = rl.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, qkv_bias)
         self.add1 = rl.Add()
         self.clone2 = rl.Clone()
-        self.norm2 = rl.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.norm2 = rl.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer)
         self.add2 = rl.Add()
 
-    def forward(self, x):
-        x = self.add1(self.clone1(x), self.attn(self.norm1(x)))
+    def forward(self, x, mask=None):
+        x = self.add1(self.clone1(x), self.attn(self.norm1(x), mask))
         return self.add2(self.clone2(x), self.mlp(self.norm2(x)))
 
     @property

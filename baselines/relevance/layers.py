@@ -62,6 +62,20 @@ class Tanh(PassThrough, nn.Tanh):
     pass
 
 
+class QuickGELU(PassThrough, nn.Module):
+    """``x * sigmoid(1.702 x)`` (OpenAI CLIP's activation)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(1.702 * x)
+
+
+class L2Normalize(PassThrough, nn.Module):
+    """``x / ||x||`` over the last dimension (CLIP's embeddings before their cosine similarity)."""
+
+    def forward(self, x):
+        return x / x.norm(dim=-1, keepdim=True)
+
+
 class Dropout(PassThrough, nn.Dropout):
     pass
 
@@ -119,18 +133,20 @@ class Clone(RelevanceLayer):
 
 
 class TokenSelect(RelevanceLayer):
-    """Pooling by one token (the CLS token): ``y = x[:, index]``."""
+    """Pooling by one token: ``y = x[:, index]`` (the CLS token), or ``y_b = x[b, rows_b]`` with per-sample
+    ``rows`` ``[B]`` (CLIP's EOT token)."""
 
     def __init__(self, index=0):
         super().__init__()
         self.index = index
 
-    def forward(self, x):
-        self.keep(x=x)
-        return x[:, self.index]
+    def forward(self, x, rows=None):
+        rows = torch.full((x.shape[0],), self.index, device=x.device) if rows is None else rows
+        self.keep(x=x, rows=rows)
+        return x[torch.arange(x.shape[0], device=x.device), rows]
 
     def relprop(self, R, composite):
-        return rules.select_token(self.saved["x"], self.index, R)
+        return rules.select_token(self.saved["x"], self.saved["rows"], R)
 
 
 class AttentionCore(RelevanceLayer):

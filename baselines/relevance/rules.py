@@ -113,9 +113,10 @@ def matmul(a, b, R):
     return a * (S @ b.transpose(-1, -2)), b * (a.transpose(-1, -2) @ S)
 
 
-def select_token(x, index, R):
-    """Relevance of a token pooling ``y = x[:, index]``: ``R_in[:, index] = x[:, index] * R / x[:, index]``."""
+def select_token(x, rows, R):
+    """Relevance of a token pooling ``y_b = x[b, rows_b]``: ``R_in[b, rows_b] = y_b * R_b / y_b``, 0 elsewhere."""
     out = torch.zeros_like(x)
-    picked = x[:, index]
-    out[:, index] = picked * safe_divide(R, picked)
+    batch = torch.arange(x.shape[0], device=x.device)
+    picked = x[batch, rows]
+    out[batch, rows] = picked * safe_divide(R, picked)
     return out
