@@ -7,8 +7,7 @@ the input relevances, float64.
 
 * ``vit``: LXT's own ViT path, CP-LRP on torchvision's ``vision_transformer`` (``lxt.efficient.models.vit_torch``),
   with Zennit's ``Gamma`` on ``Conv2d`` / ``Linear`` through LXT's Zennit patch when gamma > 0 (LXT's ViT example).
-  ``import lxt.efficient`` needs an empty ``lxt.efficient.models`` package first (its BERT module does not import
-  under transformers 5).
+  ``import lxt.efficient`` needs an empty ``lxt.efficient.models`` package first (``lxt_reference``).
 * ``hf_vit``: LXT ships no AttnLRP map for a ViT (only CP-LRP on torchvision), so its efficient rules are applied
   to transformers' ViT as to BERT below.
 * ``bert``: LXT's BERT module cannot import under transformers 5 (it copies an old ``modeling_bert``), so LXT's
@@ -18,10 +17,11 @@ the input relevances, float64.
 """
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import torch
+
+from baselines.relevance.lxt_reference import import_lxt_efficient, torchvision_state
 
 
 def run_oracle(jobs, tmp_path):
@@ -30,43 +30,16 @@ def run_oracle(jobs, tmp_path):
     torch.save(jobs, source)
     subprocess.run([sys.executable, __file__, str(source), str(result)], check=True, cwd=Path(__file__).parent,
                    env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
                         "PATH": "/usr/bin:/bin"})
     return torch.load(result, weights_only=True)
-
-
-def _import_lxt_efficient():
-    if "lxt.efficient" in sys.modules:
-        return
-    import lxt
-    models = types.ModuleType("lxt.efficient.models")
-    models.__path__ = [str(Path(lxt.__file__).parent / "efficient" / "models")]
-    models.get_default_map = None  # core.py imports it; we always pass the patch map
-    sys.modules["lxt.efficient.models"] = models
-    import lxt.efficient  # noqa: F401
-
-
-def torchvision_state(state, depth):
-    """Our (timm-layout) ViT state dict in torchvision's ``VisionTransformer`` names."""
-    out = {"conv_proj.weight": state["patch_embed.proj.weight"], "conv_proj.bias": state["patch_embed.proj.bias"],
-           "class_token": state["cls_token"], "encoder.pos_embedding": state["pos_embed"],
-           "encoder.ln.weight": state["norm.weight"], "encoder.ln.bias": state["norm.bias"],
-           "heads.head.weight": state["head.weight"], "heads.head.bias": state["head.bias"]}
-    names = {"ln_1": "norm1", "ln_2": "norm2", "self_attention.out_proj": "attn.proj", "mlp.0": "mlp.fc1",
-             "mlp.3": "mlp.fc2"}
-    for i in range(depth):
-        ours, theirs = f"blocks.{i}.", f"encoder.layers.encoder_layer_{i}."
-        for param in ("weight", "bias"):
-            for tv, timm in names.items():
-                out[f"{theirs}{tv}.{param}"] = state[f"{ours}{timm}.{param}"]
-            out[f"{theirs}self_attention.in_proj_{param}"] = state[f"{ours}attn.qkv.{param}"]
-    return out
 
 
 ZENNIT_PATCHED = []
 
 
 def vit_relevance(job):
-    _import_lxt_efficient()
+    import_lxt_efficient()
     from lxt.efficient import monkey_patch, monkey_patch_zennit
     from lxt.efficient.models.vit_torch import cp_LRP
     from torchvision.models import vision_transformer
@@ -101,7 +74,7 @@ HF_VARIANT = {}
 
 def _patch_transformers():
     """LXT's rules on transformers' BERT and ViT, the attention variant chosen by ``HF_VARIANT``."""
-    _import_lxt_efficient()
+    import_lxt_efficient()
     import lxt.efficient.patches as patches
     import transformers.models.bert.modeling_bert as modeling_bert
     import transformers.models.vit.modeling_vit as modeling_vit

@@ -146,3 +146,21 @@ def test_weights_stay_trainable_and_logits_unchanged():
     assert all(p.requires_grad for p in vit.parameters())
     assert not any(hook for m in vit.modules() for hook in (m._forward_hooks, m._forward_pre_hooks))
     torch.testing.assert_close(vit(x).detach(), before, rtol=0, atol=0)
+
+
+def test_lxt_patches_are_undone():
+    """LXT's process-wide patches stay inside ``lxt_patched`` (they would change every other method's maps)."""
+    import torch.nn as nn
+    from torchvision.models import vision_transformer
+
+    from baselines.relevance.lxt_reference import import_lxt_efficient, lxt_patched, torchvision_vit
+    import_lxt_efficient()
+    from lxt.efficient.models.vit_torch import cp_LRP
+    from zennit.core import BasicHook
+    before = {cls: dict(vars(cls)) for cls in (nn.GELU, nn.LayerNorm, nn.MultiheadAttention, BasicHook)}
+    vit, x = tiny_vit(), images()
+    tv = torchvision_vit(vit)
+    torch.testing.assert_close(tv(x), vit(x), rtol=1e-12, atol=1e-12)
+    with lxt_patched(vision_transformer, cp_LRP, zennit=True):
+        assert nn.GELU.forward is not before[nn.GELU]["forward"]
+    assert {cls: dict(vars(cls)) for cls in before} == before
