@@ -53,16 +53,17 @@ def test_cli_writes_raw_relevance_html_and_predictions(tmp_path):
 def test_cli_user_errors(tmp_path):
     cli = load_cli()
     with pytest.raises(UserError, match="either TEXT"):
-        cli.main(["--model-dir", str(MINILM)])
+        cli.main(["--model-dir", str(MINILM), "--device", "cpu"])
     (tmp_path / "bad.json").write_text('{"text": 1}')
     with pytest.raises(UserError, match="JSON list of strings"):
-        cli.main(["--model-dir", str(MINILM), "--texts-file", str(tmp_path / "bad.json")])
+        cli.main(["--model-dir", str(MINILM), "--device", "cpu", "--texts-file", str(tmp_path / "bad.json")])
     with pytest.raises(ValueError, match="out of range"):
-        cli.main(["--model-dir", str(MINILM), "--method", "attn_gradcam", "--class-index", "2", "hello"])
+        cli.main(["--model-dir", str(MINILM), "--device", "cpu", "--method", "attn_gradcam", "--class-index", "2",
+                  "hello"])
 
 
 def test_cli_exit_status_and_one_line_error(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--model-dir", str(tmp_path / "missing"), "hello"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--model-dir", str(tmp_path / "missing"), "--device", "cpu",
+                             "hello"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: model folder not found")

@@ -19,6 +19,7 @@ def assert_same_logits(hf, ours, inputs, tol=1e-4):
             assert (ours(inputs) - expected).abs().max() <= tol
 
 
+@pytest.mark.numerics
 def test_tiny_logits_equal_transformers_with_padding_and_token_types(tmp_path):
     hf = hf_tiny(layers=3)
     hf.save_pretrained(tmp_path)

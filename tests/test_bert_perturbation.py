@@ -73,7 +73,7 @@ def test_20ng_offline_fetch_fails_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run(lambda: perturbation_20ng.main(["--data-home", str(tmp_path), "--model_params",
                                             str(ROOT / "BERT_params" / "movies_bert.json"),
-                                            "--checkpoint", str(tmp_path / "c.pt")]))
+                                            "--checkpoint", str(tmp_path / "c.pt"), "--device", "cpu"]))
     error = capsys.readouterr().err
     assert exit_info.value.code == 2 and "20 Newsgroups not found" in error and error.count("\n") == 1
 

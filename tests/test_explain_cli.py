@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "baselines/ViT/explain.py"), *map(str, args)],
+    """The script on CPU unless ``args`` name a device."""
+    device = () if "--device" in args else ("--device", "cpu")
+    return subprocess.run([sys.executable, str(ROOT / "baselines/ViT/explain.py"), *map(str, args), *device],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 

@@ -1,6 +1,7 @@
 """Batched explanations: equal to per-sample ones, finite, right shape, class-specific where they should be,
 and the originals' bugs stay fixed."""
 import argparse
+import copy
 
 import pytest
 import torch
@@ -24,24 +25,42 @@ def model():
 
 @pytest.fixture(scope="module")
 def images():
-    torch.manual_seed(2)
-    return torch.randn(4, 3, 64, 64)
+    return torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
 
 
-@pytest.mark.parametrize("method", METHOD_NAMES)
-def test_batch_equals_single_and_shape(model, images, method):
+FLOAT32_SPREAD = 2e-3
+"""float32 batch vs single images, max |difference| / max |single| measured over ATEN_CPU_CAPABILITY=default and
+avx512 x 1 and 2 threads (AMD EPYC): 2.2e-4 (lrp_last_layer, default, 2 threads), <= 2e-6 for the rest; the same
+batch across those settings differs by up to 6.6e-3 (full_lrp). Ten times the batch-vs-single figure, rounded up.
+The equality itself is proved in float64 below."""
+
+
+def assert_batch_equals_single(model, images, method, tolerance):
     batched = explain(model, images, method, **options_for(method))
     expected_shape = (4, 64, 64) if METHODS[method].pixel_level else (4, 4, 4)
     assert batched.shape == expected_shape
     singles = torch.cat([explain(model, images[i:i + 1], method, **options_for(method)) for i in range(4)])
     scale = singles.abs().amax(dim=(1, 2), keepdim=True).clamp(min=1e-30)
-    assert ((batched - singles).abs() / scale).max() <= 1e-5
+    assert ((batched - singles).abs() / scale).max() <= tolerance
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_batch_equals_single_and_shape_in_float64(model, images, method, device, float64):
+    """float64: batch and single agree to 2.1e-11 at worst (same settings as FLOAT32_SPREAD)."""
+    model64 = copy.deepcopy(model).to(device, float64)
+    assert_batch_equals_single(model64, images.to(device, float64), method, 1e-9)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_batch_near_single_in_float32(model, images, method, device):
+    assert_batch_equals_single(model.to(device), images.to(device), method, FLOAT32_SPREAD)
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_finite_on_black_constant_and_random_images(model, method):
-    torch.manual_seed(3)
-    batch = torch.stack([torch.zeros(3, 64, 64), torch.full((3, 64, 64), 0.7), torch.randn(3, 64, 64)])
+    noise = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(3))
+    batch = torch.stack([torch.zeros(3, 64, 64), torch.full((3, 64, 64), 0.7), noise])
     assert torch.isfinite(explain(model, batch, method, **options_for(method))).all()
 
 
@@ -75,7 +94,7 @@ def test_lrp_alias_is_full_lrp_not_transformer_attribution(model, images):
 
 
 def test_discard_applies_to_every_sample_and_keeps_cls_entry():
-    fused = torch.rand(3, 5, 5)
+    fused = torch.rand(3, 5, 5, generator=torch.Generator().manual_seed(0))
     out = discard_lowest(fused, 0.4)
     for b in range(3):
         assert (out[b] == 0).sum() >= 9

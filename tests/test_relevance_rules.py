@@ -8,7 +8,7 @@ from baselines.relevance.composites import CONSERVATIVE, PLAIN_LRP
 from baselines.relevance.layers import recording
 from tiny_models import ours_from, timm_tiny
 
-torch.manual_seed(0)
+pytestmark = pytest.mark.numerics
 
 
 def per_sample(t):

@@ -8,14 +8,15 @@ from baselines.relevance.layers import recording
 from tiny_models import ours_from, timm_tiny
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["deit_tiny_patch16_224", "vit_small_patch32_224"])
-def test_logits_equal_timm(name, tmp_path):
-    torch.manual_seed(0)
+def test_logits_equal_timm(name, tmp_path, device):
     reference = timm.create_model(name).eval()
     path = tmp_path / "w.pth"
     torch.save(reference.state_dict(), path)
-    ours = create_model(name, weights=path)
-    images = torch.randn(2, 3, 224, 224)
+    ours = create_model(name, weights=path, device=device)
+    reference.to(device)
+    images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():
         expected = reference(images)
         assert (ours(images) - expected).abs().max() <= 1e-4
@@ -23,6 +24,7 @@ def test_logits_equal_timm(name, tmp_path):
             assert (ours(images) - expected).abs().max() <= 1e-4
 
 
+@pytest.mark.numerics
 def test_custom_config_and_final_norm_eps():
     reference = timm_tiny(depth=3)
     ours = ours_from(reference)
