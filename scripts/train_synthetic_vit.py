@@ -22,7 +22,9 @@ from torchvision import transforms
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from baselines.cli import UserError  # noqa: E402
 from baselines.data import synthetic  # noqa: E402
+from baselines.safe_load import load_tensors  # noqa: E402
 
 MEAN = STD = (0.5, 0.5, 0.5)
 DEFAULTS = {"seed": 0, "epochs": 4, "train_size": 4000, "batch_size": 32, "lr": 1e-3, "weight_decay": 0.05,
@@ -165,6 +167,16 @@ def state_path(output):
     return output.with_suffix(".state.pt")
 
 
+def load_resume_state(output):
+    """The resume state of ``output``: tensors and plain values only (a file that would run code is refused)."""
+    if not state_path(output).is_file():
+        raise TrainingError(f"nothing to resume: {state_path(output)} does not exist")
+    try:
+        return load_tensors(state_path(output), "remove it to start over")
+    except UserError as exc:
+        raise TrainingError(str(exc)) from None
+
+
 def card_path(output):
     """Where the model card of ``output`` lives."""
     return output.with_suffix(".json")
@@ -176,12 +188,7 @@ def train(data, output, args, resume=False, threads=2, workers=1):
     data_card = read_data_card(data)
     stored = None
     if resume:
-        if not state_path(output).is_file():
-            raise TrainingError(f"nothing to resume: {state_path(output)} does not exist")
-        try:
-            stored = torch.load(state_path(output), weights_only=False)
-        except Exception as exc:
-            raise TrainingError(f"cannot read {state_path(output)} ({type(exc).__name__}); remove it to start over")
+        stored = load_resume_state(output)
     elif any(path.exists() for path in (output, card_path(output), state_path(output))):
         raise TrainingError(f"{output} (or its .json/.state.pt) exists; pass --resume or choose another --output")
     settings = resolve_settings(args, stored and stored["settings"])

@@ -31,11 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from BERT_rationale_benchmark import visualize  # noqa: E402
 from BERT_rationale_benchmark.models.model_utils import (encode, load_classifier, load_params,  # noqa: E402
                                                          load_tokenizer, pad_batch)
-from BERT_rationale_benchmark.models.pipeline.training import train_classifier  # noqa: E402
+from BERT_rationale_benchmark.models.pipeline.training import RESTART, train_classifier  # noqa: E402
 from BERT_rationale_benchmark.utils import DataError, load_datasets, load_flattened_documents  # noqa: E402
 from BERT_rationale_benchmark.words import TOP_K, rationale_record, word_scores  # noqa: E402
 from baselines.cli import default_device, run  # noqa: E402
 from baselines.methods import METHODS, add_method_arguments, explain, method_options, resolve  # noqa: E402
+from baselines.safe_load import load_tensors  # noqa: E402
 
 RANDOM = "random"
 
@@ -82,7 +83,7 @@ def ensure_classifier(args, params, splits, encodings):
     checkpoint = folder / "classifier.pt"
     unfinished = (folder / "last.pt").exists() or (
         (folder / "classifier_epoch_data.pt").exists()
-        and not torch.load(folder / "classifier_epoch_data.pt", weights_only=False).get("done"))
+        and not load_tensors(folder / "classifier_epoch_data.pt", RESTART).get("done"))
     if not checkpoint.exists() or unfinished:
         classes = params["evidence_classifier"]["classes"]
         train, val = (labelled(split, encodings, classes) for split in splits[:2])

@@ -19,8 +19,10 @@ from tqdm import tqdm
 
 from BERT_rationale_benchmark.models.model_utils import check_head, pad_batch, resolve_model_dir
 from BERT_rationale_benchmark.utils import DataError
+from baselines.safe_load import load_tensors
 
 SHUFFLE_SEED, TORCH_SEED, VAL_BATCH_SIZE = 12345, 10111213, 32
+RESTART = "remove the classifier folder's last.pt and classifier_epoch_data.pt to fine-tune from the start"
 
 
 def _save(obj, path):
@@ -79,7 +81,7 @@ def train_classifier(params, train, val, folder, device="cpu", log=print):
     os.makedirs(folder, exist_ok=True)
     best_file, data_file, last_file = (os.path.join(folder, n) for n in
                                        ("classifier.pt", "classifier_epoch_data.pt", "last.pt"))
-    epoch_data = torch.load(data_file, weights_only=False) if os.path.exists(data_file) else None
+    epoch_data = load_tensors(data_file, RESTART) if os.path.exists(data_file) else None
     if epoch_data and epoch_data.get("done"):
         return epoch_data
     config = params["evidence_classifier"]
@@ -91,7 +93,7 @@ def train_classifier(params, train, val, folder, device="cpu", log=print):
     epoch_data = {"epoch": -1, "best_epoch": -1, "best_val_acc": -1.0, "best_val_loss": float("inf"),
                   "results": {"train_loss": [], "train_acc": [], "val_loss": [], "val_acc": []}, "done": 0}
     if os.path.exists(last_file):
-        state = torch.load(last_file, map_location="cpu", weights_only=False)
+        state = load_tensors(last_file, RESTART)
         check_head(state["model"], num_labels, last_file)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
