@@ -232,11 +232,11 @@ class _Side(LayerModel, nn.Module):
     def method_defaults(self):
         """The CLIP code of the originals: the generic-attention notebook's ``interpret`` (``start_layer=-1``:
         last block only) and Beyond Intuition's ``Interpretor`` (``ours``: ``num_layers=10``, i.e. the last
-        block; ``ours_c``: ``num_layers=8``, the last three; ``rollout`` from block 0)."""
+        block; ``ours_c``: ``num_layers=8``, the last three, no absolute value; ``rollout`` from block 0)."""
         depth = len(self.blocks)
         return {"generic_attribution": {"start_layer": depth - 1},
                 "beyond_intuition_h": {"start_layer": depth - 1},
-                "beyond_intuition_t": {"start_layer": max(depth - 3, 0)},
+                "beyond_intuition_t": {"start_layer": max(depth - 3, 0), "absolute": False},
                 "rollout": {"start_layer": 0}}
 
 
@@ -277,6 +277,7 @@ class TextSide(_Side):
 
     def __init__(self, clip, image_embeddings):
         super().__init__(clip, clip.text, image_embeddings)
+        self.input_embedding = clip.text.token_embedding
 
     def query_rows(self, ids):
         return self.tower.eot_positions(ids)
