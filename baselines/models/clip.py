@@ -279,6 +279,11 @@ class TextSide(_Side):
         super().__init__(clip, clip.text, image_embeddings)
         self.input_embedding = clip.text.token_embedding
 
+    @property
+    def input_embedding(self):
+        """The token embeddings: ``attnlrp`` / ``cp_lrp`` explain their output."""
+        return self.tower.token_embedding
+
     def query_rows(self, ids):
         return self.tower.eot_positions(ids)
 

@@ -14,8 +14,8 @@ Slots of a ``GradientComposite``:
   embedding, as LXT's ViT recipe applies Zennit's ``Gamma`` (0: off). The attention projections (linear layers
   next to an attention core) keep epsilon, as in LXT, whose torchvision attention calls its projections
   functionally.
-* element-wise non-linearities (GELU, tanh) always take the identity rule, LayerNorms always hold their variance
-  constant.
+* element-wise non-linearities (GELU, quick-GELU, tanh) always take the identity rule, LayerNorms always hold their
+  variance constant, L2 normalisations (CLIP's embeddings) their norm.
 """
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -84,8 +84,11 @@ def _rules(model, composite):
     for module in model.modules():
         if isinstance(module, rl.AttentionCore):
             yield module, "pre", _attention_inputs(composite)
-        elif isinstance(module, (nn.GELU, nn.Tanh)):
+        elif isinstance(module, (nn.GELU, nn.Tanh, rl.QuickGELU)):
             yield module, "post", _output_rule(lambda m, x, out: gr.identity_rule(x, out))
+        elif isinstance(module, rl.L2Normalize):
+            yield module, "post", _output_rule(
+                lambda m, x, out: gr.constant_norm(x, out, x.norm(dim=-1, keepdim=True)))
         elif isinstance(module, nn.LayerNorm):
             yield module, "post", _output_rule(gr.constant_variance_norm)
         elif isinstance(module, nn.Conv2d) and composite.conv_gamma:

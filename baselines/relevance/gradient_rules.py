@@ -53,6 +53,12 @@ def epsilon_rule(z, eps):
     return ScaleGradient.apply(z, z, z.detach() / stabilise(z.detach(), eps))
 
 
+def constant_norm(x, out, norm):
+    """``out = x / norm`` (an L2 normalisation) with ``norm`` held constant: ``g_x = g_out / norm``, so
+    ``R_x = R_out`` (the identity rule, as for LayerNorm)."""
+    return ScaleGradient.apply(x, out, 1 / norm.detach())
+
+
 class ConstantVarianceNorm(torch.autograd.Function):
     """LayerNorm ``y = (x - mean x) / s * w + b`` with ``s = sqrt(var x + eps)`` held constant (AttnLRP's identity
     rule on normalisation): ``g_x = c(w g_y / s)``, ``c(v) = v - mean v``."""
