@@ -17,12 +17,14 @@ def add_model_arguments(parser):
     group = parser.add_argument_group("model")
     group.add_argument("--model", default=None,
                        help="timm ViT name (vit_base_patch16_224, deit_small_patch16_224, ...) or a model card "
-                            "JSON; default: the shipped tiny ViT trained on the synthetic benchmark")
+                            "JSON (our explainable copy); timm:NAME or hf:FOLDER for any supported timm model or "
+                            "Hugging Face folder, explained through hooks (no LRP methods); default: the shipped "
+                            "tiny ViT trained on the synthetic benchmark")
     source = group.add_mutually_exclusive_group()
     source.add_argument("--weights", default=None,
                         help="local checkpoint: timm state dict, original JAX/DeiT .pth, {'model': ...} wrapper "
                              "or .safetensors")
-    source.add_argument("--pretrained", action="store_true", help="download the weights through timm")
+    source.add_argument("--pretrained", action="store_true", help="download the weights through timm (timm names)")
     group.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
 
 

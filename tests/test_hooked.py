@@ -246,3 +246,62 @@ def test_unsupported_models_and_lrp_methods_refuse_in_one_line():
         with pytest.raises(ValueError, match=f"'{method}' needs LRP relevance propagation \\(our ViT/DeiT, BERT"
                                              ".*Hugging Face ViTForImageClassification \\(through hooks\\)"):
             explain(hooked, torch.zeros(1, 3, 32, 32, dtype=torch.float64), method)
+
+
+def test_create_model_takes_timm_and_hf_forms(tmp_path):
+    from baselines.eval.cli import load_model
+    from baselines.models import create_model
+    reference = timm.create_model("deit_tiny_patch16_224", pretrained=False, num_classes=5).eval()
+    torch.save(reference.state_dict(), tmp_path / "deit.pth")
+    model = create_model("timm:deit_tiny_patch16_224", weights=tmp_path / "deit.pth")
+    images = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert model.num_classes == 5 and torch.equal(model(images), reference(images))
+    assert (model.img_size, model.patch_size, model.mean) == (224, 16, (0.485, 0.456, 0.406))
+    texts, _ = tiny_texts("hf_bert")
+    texts.float().save_pretrained(tmp_path / "bert")
+    hooked = create_model(f"hf:{tmp_path / 'bert'}")
+    assert type(hooked.model).__name__ == "BertForSequenceClassification" and hooked.head_trained
+    with pytest.raises(ModelError, match="model folder not found"):
+        create_model(f"hf:{tmp_path / 'missing'}")
+    with pytest.raises(ModelError, match="--pretrained is for timm:NAME"):
+        create_model(f"hf:{tmp_path / 'bert'}", pretrained=True)
+    with pytest.raises(ModelError, match="cannot create timm model 'no_such_model'"):
+        create_model("timm:no_such_model")
+    with pytest.raises(ModelError, match="does not fit the model"):
+        create_model("timm:deit_small_patch16_224", weights=tmp_path / "deit.pth")
+    with pytest.raises(Exception, match="is not an image classifier"):
+        load_model(f"hf:{tmp_path / 'bert'}", None, "cpu")
+
+
+def test_text_cli_through_hooks_equals_our_bert_copy(tmp_path):
+    import numpy as np
+
+    from baselines.BERT import explain as cli
+    texts = ["I hate that I love you.", "No."]
+    common = ["--method", "generic_attribution", *texts]
+    cli.main(["--model-dir", str(MINILM), "--save-raw", str(tmp_path / "ours.npy"), *common])
+    cli.main(["--model", f"hf:{MINILM}", "--save-raw", str(tmp_path / "hooked.npy"), *common])
+    ours, hooked = np.load(tmp_path / "ours.npy"), np.load(tmp_path / "hooked.npy")
+    assert ours.shape == hooked.shape == (2, 9)
+    assert np.abs(ours - hooked).max() <= 1e-5 * np.abs(ours).max()  # float32: measured 1e-6 (native, default)
+    with pytest.raises(cli.UserError, match="--model takes hf:FOLDER"):
+        cli.main(["--model", "timm:deit_tiny_patch16_224", "hello"])
+
+
+def test_image_cli_through_hooks(tmp_path):
+    import numpy as np
+
+    from baselines.ViT import explain as cli
+    from baselines.cli import UserError
+    samples = sorted(str(p) for p in (__import__("pathlib").Path(__file__).parents[1] / "samples").glob("*.png"))
+    cli.main([*samples[:2], "--model", "timm:deit_tiny_distilled_patch16_224", "--method", "rollout",
+              "--save-raw", str(tmp_path / "raw.npy"), "--device", "cpu"])
+    raw = np.load(tmp_path / "raw.npy")
+    assert raw.shape == (2, 14, 14) and np.isfinite(raw).all()
+    with pytest.raises(ValueError, match="'full_lrp' needs LRP relevance propagation"):
+        cli.main([samples[0], "--model", "timm:deit_tiny_patch16_224", "--method", "full_lrp", "--device", "cpu"])
+    with pytest.raises(ModelError, match="timm SwinTransformer is not supported through hooks"):
+        cli.main([samples[0], "--model", "timm:swin_tiny_patch4_window7_224", "--device", "cpu"])
+    with pytest.raises(UserError, match="not an image classifier"):
+        cli.main([samples[0], "--model", f"hf:{MINILM}", "--device", "cpu"])

@@ -2,6 +2,7 @@
 
 Example (any Hugging Face BERT folder with its tokenizer; a folder without a classifier gets an untrained head):
     python baselines/BERT/explain.py --model-dir DIR --method transformer_attribution "I hate that I love you."
+Any supported Hugging Face text classifier folder, through hooks: --model hf:FOLDER --method generic_attribution.
 """
 import argparse
 import html
@@ -16,16 +17,20 @@ import torch  # noqa: E402
 
 from baselines.cli import UserError, default_device, run  # noqa: E402
 from baselines.methods import add_method_arguments, explain, method_options, resolve  # noqa: E402
-from baselines.models import create_bert  # noqa: E402
+from baselines.models import create_bert, create_model  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to explain (or --texts-file)")
     parser.add_argument("--texts-file", metavar="FILE.json", default=None, help="a JSON list of strings")
-    parser.add_argument("--model-dir", required=True, metavar="DIR",
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-dir", metavar="DIR",
                         help="Hugging Face BERT folder: config.json, model.safetensors or pytorch_model.bin, "
-                             "tokenizer files")
+                             "tokenizer files (our explainable BERT copy)")
+    source.add_argument("--model", metavar="hf:FOLDER",
+                        help="any supported Hugging Face text classifier folder (BERT, RoBERTa, DistilBERT, ELECTRA) "
+                             "with its tokenizer, explained through hooks (no LRP methods)")
     parser.add_argument("--num-labels", type=int, default=None,
                         help="labels of the untrained head used when DIR has no classifier (default: the config's)")
     add_method_arguments(parser)
@@ -38,6 +43,11 @@ def parse_args(argv=None):
     parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
     args = parser.parse_args(argv)
     args.method = resolve(args.method)
+    if args.model and not args.model.startswith("hf:"):
+        raise UserError(f"--model takes hf:FOLDER, not {args.model} (our BERT copy: --model-dir DIR)")
+    if args.model and args.num_labels is not None:
+        raise UserError("--num-labels is for --model-dir (a hf:FOLDER model keeps its config's labels)")
+    args.folder = args.model_dir or args.model.removeprefix("hf:")
     if bool(args.texts) == bool(args.texts_file):
         raise UserError("give either TEXT arguments or --texts-file FILE.json")
     if args.batch_size < 1:
@@ -85,15 +95,25 @@ def collate(encodings, pad_id, device):
     return {k: v.to(device) for k, v in batch.items()}
 
 
+def load_model(args):
+    """Our BERT copy (``--model-dir``) or a hooked Hugging Face text classifier (``--model hf:FOLDER``)."""
+    if args.model_dir:
+        return create_bert(args.model_dir, num_labels=args.num_labels, device=args.device)
+    model = create_model(args.model, device=args.device)
+    if getattr(model, "family", None) is None or model.family.kind != "text":
+        raise UserError(f"--model {args.model} is not a text classifier")
+    return model
+
+
 def main(argv=None):
     args = parse_args(argv)
     texts = read_texts(args)
-    model = create_bert(args.model_dir, num_labels=args.num_labels, device=args.device)
+    model = load_model(args)
     if not model.head_trained:
-        print(f"note: {args.model_dir} has no classifier head; using an untrained random {model.num_classes}-label "
+        print(f"note: {args.folder} has no classifier head; using an untrained random {model.num_classes}-label "
               "head (seed 0): predictions and explanations show the mechanics only", file=sys.stderr)
-    tokenizer = load_tokenizer(args.model_dir)
-    encodings = encode(tokenizer, texts, model.config.max_position_embeddings)
+    tokenizer = load_tokenizer(args.folder)
+    encodings = encode(tokenizer, texts, min(model.config.max_position_embeddings, tokenizer.model_max_length))
     options = method_options(args)
     rows, probs = [], []
     for start in range(0, len(texts), args.batch_size):
@@ -128,7 +148,7 @@ def render_html(args, model, texts, tokens, rows, probs):
     names = model.class_names
     head = "" if model.head_trained else " (untrained random classifier head)"
     parts = [f"<h1>{html.escape(args.method)}</h1>",
-             f"<p>model: {html.escape(str(args.model_dir))}{head}. Red: positive, blue: negative relevance, "
+             f"<p>model: {html.escape(str(args.model_dir or args.model))}{head}. Red: positive, blue: negative relevance, "
              "normalised per text by its largest magnitude.</p>"]
     for i, (text, toks, row) in enumerate(zip(texts, tokens, rows)):
         top = int(probs[i].argmax())

@@ -2,6 +2,8 @@
 
 Example (the shipped tiny ViT and every method, one panel per image):
     python baselines/ViT/explain.py samples/*.png --method all --output outputs/
+Any supported timm model or Hugging Face folder, through hooks: --model timm:NAME [--weights FILE | --pretrained]
+or --model hf:FOLDER.
 """
 import argparse
 import sys
@@ -17,7 +19,7 @@ from tqdm import tqdm  # noqa: E402
 
 from baselines.cli import UserError, add_model_arguments, load_model, run  # noqa: E402
 from baselines.methods import (METHODS, add_method_arguments, explain, method_options, pixel_maps,  # noqa: E402
-                               resolve_many)
+                               resolve_many, supported_methods)
 from baselines.visualize import save_overlay, save_panel  # noqa: E402
 
 
@@ -53,13 +55,17 @@ def load_images(paths, size):
 
 
 def class_name(model, index):
-    names = model.config.class_names
+    names = model.class_names
     return names[index] if index < len(names) else f"class {index}"
 
 
 def main(argv=None):
     args = parse_args(argv)
     model = load_model(args)
+    if not hasattr(model, "img_size"):
+        raise UserError(f"--model {args.model} is not an image classifier (texts: baselines/BERT/explain.py)")
+    if args.method == ["all"]:
+        args.methods = [m for m in args.methods if m in supported_methods(model)]
     images = load_images(args.images, model.img_size)
     normalise = transforms.Normalize(args.mean or model.mean, args.std or model.std)
     with torch.no_grad():

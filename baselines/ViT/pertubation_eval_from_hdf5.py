@@ -114,7 +114,8 @@ def evaluate(args, dist, model=None):
     written = json.loads(attrs.get("settings", "{}"))
     model_name = args.model or written.get("model")
     weights = args.weights or (written.get("weights") if args.model is None else None)
-    model = model if model is not None else cli.load_model(model_name, weights, dist.device)
+    pretrained = args.pretrained or (bool(written.get("pretrained")) if args.model is None else False)
+    model = model if model is not None else cli.load_model(model_name, weights, dist.device, pretrained)
     batches = distributed.shard(num_rows, args.batch_size, dist.rank, dist.world)
     data = torch.utils.data.DataLoader(ResultsBatches(path, args.batch_size, batches, num_rows), batch_size=None,
                                        num_workers=args.num_workers, pin_memory=dist.device.type == "cuda")

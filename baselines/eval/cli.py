@@ -12,10 +12,14 @@ from baselines.eval.results import InputError
 
 
 def add_common_arguments(parser, batch_size):
-    """--model, --weights, --batch-size, --num-workers, --device, --limit."""
+    """--model, --weights / --pretrained, --batch-size, --num-workers, --device, --limit."""
     parser.add_argument("--model", default=None,
-                        help="timm ViT name or shipped model (default: the repository's synthetic_vit)")
-    parser.add_argument("--weights", default=None, help="local checkpoint for --model")
+                        help="timm ViT name or shipped model (our explainable copy; default: the repository's "
+                             "synthetic_vit), or timm:NAME / hf:FOLDER for any supported timm model or Hugging Face "
+                             "image classifier, explained through hooks (no LRP methods)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--weights", default=None, help="local checkpoint for --model")
+    source.add_argument("--pretrained", action="store_true", help="download the weights through timm")
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per batch (default {batch_size})")
     workers = min(4, os.cpu_count() or 1)
     parser.add_argument("--num-workers", type=int, default=workers,
@@ -43,12 +47,15 @@ def check_common(args):
         raise InputError("--num-workers must be at least 0")
 
 
-def load_model(name, weights, device):
-    """create_model(name, weights) on `device`; its errors become InputError."""
+def load_model(name, weights, device, pretrained=False):
+    """create_model(name, weights, pretrained) on `device`; its errors become InputError; a text model is refused."""
     from baselines.models import create_model
 
     try:
-        return create_model(name, weights).to(device)
+        model = create_model(name, weights, pretrained=pretrained).to(device)
+        if not hasattr(model, "img_size"):
+            raise InputError(f"{name} is not an image classifier")
+        return model
     except (ValueError, OSError, RuntimeError) as error:
         raise InputError(f"cannot load model {name or 'synthetic_vit'}: {first_line(error)}") from None
 

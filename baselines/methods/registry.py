@@ -92,12 +92,17 @@ def check_model(model, method):
     """A one-line error when ``model`` lacks what ``method`` reads (see ``interface``)."""
     needs = METHODS[method].needs
     if not isinstance(model, PROTOCOLS[needs]):
-        able = [name for name, spec in METHODS.items() if isinstance(model, PROTOCOLS[spec.needs])]
+        able = supported_methods(model)
         what = {"relevance": "LRP relevance propagation (our ViT/DeiT, BERT and CLIP copies)",
                 "values": "value and output projections", "attention": "recorded attention maps"}[needs]
         name = getattr(model, "description", type(model).__name__)
         raise ValueError(f"method '{method}' needs {what}, which {name} does not provide"
                          + (f"; methods that work on it: {', '.join(able)}" if able else ""))
+
+
+def supported_methods(model):
+    """The methods whose protocol ``model`` satisfies (see ``interface``)."""
+    return [name for name, spec in METHODS.items() if isinstance(model, PROTOCOLS[spec.needs])]
 
 
 def fitted_defaults(model, spec):

@@ -34,8 +34,15 @@ def create_model(name=None, weights=None, pretrained=False, device="cpu"):
     (``synthetic_vit``, the default) or a model-card JSON path. ``weights``: a local checkpoint (timm state dict,
     original JAX/DeiT ``.pth``, ``{"model": ...}`` wrapper, ``.safetensors``); the head size follows it.
     ``pretrained``: download the weights through timm. Without either, a timm name gives random weights.
+
+    ``timm:NAME`` or ``hf:FOLDER``: any supported timm model or Hugging Face folder, explained through hooks
+    (``baselines.models.hooked``; no LRP methods): ``weights`` / ``pretrained`` as above for timm, ``weights``
+    replaces the folder's state dict.
     """
     name = name or DEFAULT_MODEL
+    if str(name).startswith(("timm:", "hf:")):
+        from .hooked import load_hooked
+        return load_hooked(str(name), weights, pretrained).to(device)
     card = _card(name)
     if card is None and name not in CONFIGS and is_clip_model(name):
         if pretrained:

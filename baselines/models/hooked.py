@@ -22,15 +22,17 @@ the class-token and distillation-token heads); ``1/n`` on each of the ``n`` pool
 language model, whose "classes" are the vocabulary (the target is the next-token logit).
 """
 import inspect
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 
 from .bert import text_classifier_defaults
-from .vit import HALF, ModelError
+from .vit import HALF, ModelError, read_checkpoint
 
 TIMM_FAMILIES = "timm VisionTransformer (ViT, DeiT, distilled DeiT, register tokens, DINOv2), Beit, Eva"
 HF_TEXT = ("bert", "roberta", "electra", "distilbert")
@@ -97,6 +99,11 @@ class HookedModel(nn.Module):
     @property
     def attention_cores(self):
         return self.cores
+
+    @property
+    def config(self):
+        """The wrapped model's config (Hugging Face) or None."""
+        return getattr(self.model, "config", None)
 
     @property
     def num_classes(self):
@@ -225,6 +232,92 @@ def hook_model(model):
         raise ModelError(f"{type(model).__name__} is neither a timm nor a Hugging Face model; supported: "
                          f"{TIMM_FAMILIES}; {HF_FAMILIES}")
     return (HookedValueModel if family.values is not None else HookedModel)(model, family)
+
+
+def load_hooked(spec, weights=None, pretrained=False):
+    """``timm:NAME`` (random weights, ``weights`` a local checkpoint, or ``pretrained`` through timm) or
+    ``hf:FOLDER`` (a Hugging Face model folder; ``weights`` replaces its state dict), wrapped by ``hook_model``."""
+    source, _, name = spec.partition(":")
+    model = load_timm(name, weights, pretrained) if source == "timm" else load_hf(name, weights, pretrained)
+    hooked = hook_model(model)
+    hooked.source, hooked.head_trained = spec, getattr(model, "head_trained", True)
+    processor = Path(name) / "preprocessor_config.json"
+    if source == "hf" and hooked.family.kind == "image" and processor.is_file():
+        stats = json.loads(processor.read_text())
+        hooked.mean, hooked.std = tuple(stats.get("image_mean", HALF)), tuple(stats.get("image_std", HALF))
+    return hooked
+
+
+def load_timm(name, weights, pretrained):
+    import timm
+    state = read_checkpoint(weights) if weights else None
+    head = state.get("head.weight") if state is not None else None
+    extra = {"num_classes": head.shape[0]} if head is not None and head.dim() == 2 else {}
+    try:
+        model = timm.create_model(name, pretrained=pretrained, **extra)
+    except Exception as error:
+        raise ModelError(f"cannot create timm model '{name}' ({first_line(error)})"
+                         + ("; pass a local checkpoint with --weights" if pretrained else "")) from None
+    if state is not None:
+        load_state(model, state, weights)
+    return model.eval()
+
+
+def load_hf(folder, weights, pretrained):
+    """The folder's model with the head its architecture names (or the Auto class of its family); a bare encoder
+    gets a head drawn with seed 0 and ``head_trained`` False."""
+    import transformers
+    from transformers import AutoConfig
+    from transformers.utils import logging as hf_logging
+    if pretrained:
+        raise ModelError("--pretrained is for timm:NAME; hf:FOLDER loads the weights of its folder")
+    if not Path(folder).is_dir():
+        raise ModelError(f"model folder not found: {folder}")
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except Exception as error:
+        raise ModelError(f"cannot read the config of {folder} ({first_line(error)})") from None
+    kind = ("text" if config.model_type in HF_TEXT else "image" if config.model_type in HF_IMAGE
+            else "lm" if config.model_type in HF_LM else None)
+    if kind is None:
+        raise ModelError(f"Hugging Face {config.model_type} ({folder}) is not supported through hooks; supported: "
+                         f"{HF_FAMILIES}")
+    named = [getattr(transformers, a, None) for a in config.architectures or []]
+    heads = {"text": "ForSequenceClassification", "image": "ForImageClassification", "lm": "LMHeadModel"}
+    fitting = [c for c in named if c is not None and (heads[kind] in c.__name__ or c.__name__.endswith("ForCausalLM")
+                                                    or c.__name__.endswith("WithTeacher"))]
+    auto = {"text": "AutoModelForSequenceClassification", "image": "AutoModelForImageClassification",
+            "lm": "AutoModelForCausalLM"}[kind]
+    cls = fitting[0] if fitting else getattr(transformers, auto)
+    verbosity = hf_logging.get_verbosity()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            model, info = cls.from_pretrained(folder, output_loading_info=True)
+        except Exception as error:
+            raise ModelError(f"cannot load {cls.__name__} from {folder} ({first_line(error)})") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            hf_logging.enable_progress_bar()
+    model.head_trained = not info["missing_keys"]
+    if weights:
+        load_state(model, read_checkpoint(weights), weights)
+        model.head_trained = True
+    return model.eval()
+
+
+def load_state(model, state, path):
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ModelError(f"checkpoint {path} does not fit the model ({first_line(error)[:200]})") from None
+
+
+def first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0][:160] if text else type(error).__name__
 
 
 # --- timm -------------------------------------------------------------------------------------------------------
@@ -375,4 +468,4 @@ def hf_values(block, attention):
     return None
 
 
-__all__ = ["HookedModel", "HookedValueModel", "hook_model", "HF_FAMILIES", "TIMM_FAMILIES"]
+__all__ = ["HookedModel", "HookedValueModel", "hook_model", "load_hooked", "HF_FAMILIES", "TIMM_FAMILIES"]

@@ -173,6 +173,7 @@ class VisionTransformer(LayerModel, nn.Module):
     num_classes = property(lambda self: self.config.num_classes)
     patch_size = property(lambda self: self.config.patch_size)
     img_size = property(lambda self: self.config.img_size)
+    class_names = property(lambda self: self.config.class_names)
     image_tokens = slice(1, None)
     """The columns of the CLS row that belong to image patches."""
 
