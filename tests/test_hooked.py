@@ -274,6 +274,7 @@ def test_create_model_takes_timm_and_hf_forms(tmp_path):
         load_model(f"hf:{tmp_path / 'bert'}", None, "cpu")
 
 
+@pytest.mark.numerics
 def test_text_cli_through_hooks_equals_our_bert_copy(tmp_path):
     import numpy as np
 
