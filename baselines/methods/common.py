@@ -119,3 +119,15 @@ def pixel_maps(raw, patch_size, pixel_level=False):
     low = maps.amin(dim=(1, 2, 3), keepdim=True)
     high = maps.amax(dim=(1, 2, 3), keepdim=True)
     return torch.nan_to_num((maps - low) / (high - low))
+
+
+def input_maps(raw, inputs, pixel_level=False):
+    """Raw maps shaped like the inputs, as Captum's attributions: an image's ``[B, h, w]`` patch map upsampled
+    bilinearly to ``[B, 1, H, W]`` (broadcasts against ``[B, C, H, W]``; a ``pixel_level`` map is already at the
+    image's size), a text's ``[B, L]`` unchanged (one score per token); not normalised."""
+    if isinstance(inputs, dict):
+        return raw
+    maps = raw.unsqueeze(1)
+    if not pixel_level:
+        maps = F.interpolate(maps, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
+    return maps

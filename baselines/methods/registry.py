@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import attention, attnlrp, beyond_intuition, lrp
-from .common import valid_tokens
+from .common import input_maps, valid_tokens
 from .interface import PROTOCOLS
 
 
@@ -126,13 +126,18 @@ def set_cls_entry(row, how, valid=None):
 
 
 class Explainer:
-    """Captum-style call: ``Explainer(model, "rollout", discard_ratio=0.9).attribute(images, target=3)``."""
+    """Captum-style call: ``Explainer(model, "rollout", discard_ratio=0.9).attribute(images, target=3)``.
 
-    def __init__(self, model, method, **options):
+    With ``input_shaped``, ``attribute`` returns maps shaped like the inputs as Captum's attributions are
+    (``common.input_maps``: ``[B, 1, H, W]`` for images, ``[B, L]`` for texts) instead of ``explain``'s raw maps."""
+
+    def __init__(self, model, method, input_shaped=False, **options):
         self.model, self.method, self.options = model, resolve(method), options
+        self.input_shaped = input_shaped
 
     def attribute(self, inputs, target=None):
-        return explain(self.model, inputs, self.method, class_index=target, **self.options)
+        raw = explain(self.model, inputs, self.method, class_index=target, **self.options)
+        return input_maps(raw, inputs, METHODS[self.method].pixel_level) if self.input_shaped else raw
 
 
 def method_help():

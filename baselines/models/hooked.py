@@ -87,7 +87,7 @@ class HookedModel(nn.Module):
 
     def __init__(self, model, family: Family):
         super().__init__()
-        self.model, self.family = model.eval(), family
+        self.model, self.family = model, family
         self.blocks = family.blocks
         self.cores = [Core(i) for i in range(len(family.blocks))]
         self.description = family.description
@@ -95,6 +95,7 @@ class HookedModel(nn.Module):
         self.image_tokens = slice(family.prefix_tokens, None)
         for key, value in family.image.items():
             setattr(self, key, value)
+        self.eval()
 
     @property
     def attention_cores(self):
