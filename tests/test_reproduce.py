@@ -91,7 +91,7 @@ def test_report_equals_the_individual_scripts(reference, tmp_path):
     generate_visualizations.main(["--method", "rollout", "--imagenet-validation-path",
                                   str(data / "synthetic" / "imagenet"), "--vis-class", "target", "--output",
                                   str(hdf5)] + common)
-    pertubation_eval_from_hdf5.main(["--method", "rollout", "--vis-class", "target", "--neg", "--input", str(hdf5),
+    pertubation_eval_from_hdf5.main(["--method", "rollout", "--vis-class", "target", "--neg", "--no-abpc", "--input", str(hdf5),
                                      "--output", str(tmp_path / "pert")] + common)
     perturbation = json.loads((tmp_path / "pert" / "results.json").read_text())
     ours = numbers["perturbation/rollout/target/neg"]["result"]
@@ -116,7 +116,7 @@ def test_changed_setting_and_unreadable_record_rerun_only_their_steps(reference,
     assert reproduce.main(argv) == 0
     assert ran(output) == set() and report(output) == report(reference["output"])
     (output / "steps" / "segmentation__rollout.json").write_text('{"key": "segmentation/rol')
-    argv += ["--perturbation-docs", "6"]
+    argv += ["--perturbation-docs", "3"]
     assert reproduce.main(argv) == 0
     assert ran(output) == {f"bert-perturbation/{m}/{s}" for m in METHODS for s in ("pos", "neg")} | {
         "segmentation/rollout"}
@@ -126,7 +126,7 @@ def test_changed_setting_and_unreadable_record_rerun_only_their_steps(reference,
     assert {k: v for k, v in numbers.items() if not k.startswith("bert-perturbation")} == {
         k: v if k != "segmentation/rollout" else dict(v, note=numbers[k]["note"])
         for k, v in before.items() if not k.startswith("bert-perturbation")}
-    assert numbers["bert-perturbation/rollout/pos"]["result"]["documents"] == 6
+    assert numbers["bert-perturbation/rollout/pos"]["result"]["documents"] == 3
 
 
 def test_missing_inputs_named_one_per_line(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """Perturbation test on 20 Newsgroups (TI's bert_pertub_20ng.py, batched), from a local copy of the data.
 
-Data: sklearn's ``fetch_20newsgroups(subset, remove=('headers', 'footers', 'quotes'))`` read from --data-home
-without downloading (offline it fails and says so), or --data FILE: a JSON list of {"text", "label"} objects or
+Data: the extracted 20news-bydate archive (--data-dir, plain text files), sklearn's
+``fetch_20newsgroups(subset, remove=('headers', 'footers', 'quotes'))`` read from --data-home without downloading
+(offline it fails and says so), or --data FILE: a JSON list of {"text", "label"} objects or
 {"data": [...], "target": [...]}, a .jsonl file of {"text", "label"} lines, or a CSV file with text and label
 columns. --num-samples documents (TI: 3000, drawn with random.seed(0)) are encoded with [CLS]/[SEP], truncated
 and padded to max_length (TI: 512), and explained for their ground-truth class. At each step f in 0, 0.1, ..., 1
@@ -43,6 +44,33 @@ def fetch(data_home, subset):
     return list(bunch.data), [int(t) for t in bunch.target]
 
 
+def read_folder(root, subset):
+    """Texts and labels from the extracted 20news-bydate archive, ROOT/20news-bydate-{train,test}/<group>/<message>
+    (plain text read as latin-1, labels in the sorted order of the group folders, as sklearn builds its cache),
+    with headers, footers and quotes removed."""
+    from sklearn.datasets import load_files
+    from sklearn.datasets._twenty_newsgroups import (strip_newsgroup_footer, strip_newsgroup_header,
+                                                     strip_newsgroup_quoting)
+    subsets = ["train", "test"] if subset == "all" else [subset]
+    texts, labels = [], []
+    for name in subsets:
+        folder = Path(root) / f"20news-bydate-{name}"
+        if not folder.is_dir():
+            raise DataError(f"{folder} does not exist (extract 20news-bydate.tar.gz into {root})")
+        bunch = load_files(str(folder), encoding="latin1", load_content=True)
+        texts += [strip_newsgroup_quoting(strip_newsgroup_footer(strip_newsgroup_header(text)))
+                  for text in bunch.data]
+        labels += [int(t) for t in bunch.target]
+    return texts, labels
+
+
+def load_texts(data_dir, data_home, data, subset):
+    """Texts and labels from whichever local copy is given (folder, sklearn cache or export)."""
+    if data_dir:
+        return read_folder(data_dir, subset)
+    return read_export(data) if data else fetch(data_home, subset)
+
+
 def read_export(path):
     """Texts and labels from a JSON, JSONL or CSV export."""
     path = Path(path)
@@ -66,9 +94,11 @@ def read_export(path):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", help="extracted 20news-bydate archive (20news-bydate-test/<group>/...)")
     source.add_argument("--data-home", help="sklearn data home holding the 20 Newsgroups cache")
     source.add_argument("--data", help="JSON / JSONL / CSV export with text and label")
-    parser.add_argument("--subset", default="test", choices=["train", "test", "all"], help="with --data-home")
+    parser.add_argument("--subset", default="test", choices=["train", "test", "all"],
+                        help="with --data-dir or --data-home")
     parser.add_argument("--model_params", required=True, help="params JSON (bert_dir, bert_vocab, max_length)")
     parser.add_argument("--checkpoint", required=True, help="fine-tuned classifier state dict (HF names)")
     parser.add_argument("--num-labels", type=int, default=20, help="classes of the classifier (default 20)")
@@ -89,7 +119,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     params = load_params(args.model_params)
-    texts, labels = read_export(args.data) if args.data else fetch(args.data_home, args.subset)
+    texts, labels = load_texts(args.data_dir, args.data_home, args.data, args.subset)
     if any(not 0 <= label < args.num_labels for label in labels):
         raise DataError(f"labels must lie in 0..{args.num_labels - 1} (--num-labels)")
     random.seed(args.seed)

@@ -96,14 +96,14 @@ class Report:
             + table(["metric"] + methods, rows) + f"\n{PAPER_NOTE}\n\nDoes TE's ranking hold here?\n\n"
             + "\n".join(checks) + "\n")
 
-    def cells(self, name, column, methods, values, rank, paper):
+    def cells(self, name, column, methods, values, rank, paper, digits=2):
         """Table cells ``value [rank] (paper)``, and the same numbers as CSV rows."""
         cells = []
         for method, value, place in zip(methods, values, rank):
             reported = paper.get(method)
             self.add_csv(name, method, column, value, reported, place)
             cells.append("" if value is None else
-                         f"{value:.2f} [{place}]" + (f" ({reported:.2f})" if reported is not None else ""))
+                         f"{value:.{digits}f} [{place}]" + (f" ({reported:.2f})" if reported is not None else ""))
         return cells
 
     def perturbation(self):
@@ -120,6 +120,14 @@ class Report:
             ti_rows.append([label] + self.cells("perturbation", f"{label} AUC (TI)", methods, ti, ranks(ti, neg), {}))
             checks.append(f"- {label} ({'higher' if neg else 'lower'} is better): "
                           f"{ranking_check(dict(zip(methods, te)), paper, neg)}")
+        abpc_rows = []
+        for vis_class, name in (("top", "predicted"), ("target", "target")):
+            runs = [self.result(f"perturbation/{m}/{vis_class}/pos") or {} for m in methods]
+            for key, label in (("abpc_logit", "logit"), ("abpc_prob", "probability")):
+                values = [r.get(key) for r in runs]
+                if any(v is not None for v in values):
+                    abpc_rows.append([f"{name}, {label}"] + self.cells(
+                        "perturbation", f"ABPC {name} {label}", methods, values, ranks(values, True), {}, 3))
         images = self.result(f"perturbation/{methods[0]}/top/pos")["num_images"]
         self.sections.append(
             f"## Perturbation (TE Table 2), {images} images, AUC in %\n\n"
@@ -129,6 +137,9 @@ class Report:
             "with the clean accuracy at 0:\n\n" + table(["setting"] + methods, te_rows)
             + "\nAUC as TI computes it (sklearn `auc` with the end point (1, 0)):\n\n"
             + table(["setting"] + methods, ti_rows)
+            + ("\nAttnLRP's area between the least- and most-relevant-first curves of the explained class's logit "
+               "and probability (ABPC, higher is better; from the positive run, which also runs the other order):"
+               "\n\n" + table(["class, curve"] + methods, abpc_rows) if abpc_rows else "")
             + f"\n{PAPER_NOTE}\n\nDoes TE's ranking hold here?\n\n" + "\n".join(checks) + "\n")
 
     def eraser(self):
@@ -190,7 +201,7 @@ class Report:
                 f"Tests: {', '.join(config.tests)}; device type: {config.device.split(':')[0]}."
                 + (f" Image model: {config.vit_model or 'synthetic_vit (shipped)'}; image methods: "
                    f"{', '.join(config.methods)}." if images else "")
-                + (f" Text model: {config.bert_params}; text methods: {', '.join(config.text_methods)}."
+                + (f" Text model: {Path(config.bert_params).name}; text methods: {', '.join(config.text_methods)}."
                    if texts else "")
                 + " Made by `scripts/reproduce.py`: every number comes from the evaluate functions the individual "
                 "scripts run (step records in `steps/`, the scripts' outputs in `runs/` and `bert/`).\n"]

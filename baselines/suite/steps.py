@@ -18,7 +18,7 @@ from baselines.eval import cli
 from baselines.suite.suites import file_digest, hdf5_path
 
 SEGMENTATION_KEYS = ("num_images", "pixel_accuracy", "mean_ap", "mean_iou", "mean_f1")
-PERTURBATION_KEYS = ("num_images", "steps", "accuracy", "auc", "auc_ti")
+PERTURBATION_KEYS = ("num_images", "steps", "accuracy", "auc", "auc_ti", "abpc_logit", "abpc_prob")
 
 
 class Context:
@@ -142,7 +142,7 @@ def perturbation(context, step):
     args = pertubation_eval_from_hdf5.parse(
         ["--method", step.method, "--vis-class", settings["vis_class"], "--output", str(out),
          "--input", str(hdf5_path(config, step.method, settings["vis_class"]))]
-        + (["--neg"] if settings["neg"] else []) + context.vit_arguments())
+        + (["--neg", "--no-abpc"] if settings["neg"] else []) + context.vit_arguments())
     cli.check_common(args)
     pertubation_eval_from_hdf5.evaluate(args, context.dist, model=context.vit)
     return read_results(out / "results.json", PERTURBATION_KEYS)
@@ -188,7 +188,7 @@ def bert_perturbation(context, step):
 def read_results(path, keys):
     with open(path) as handle:
         data = json.load(handle)
-    return {key: data[key] for key in keys}
+    return {key: data[key] for key in keys if key in data}
 
 
 RUNNERS = {"synthetic_data": synthetic_data, "eraser_data": eraser_data, "segmentation": segmentation,

@@ -63,10 +63,11 @@ class Config:
         return self.output / "bert"
 
 
-MINI = dict(num_images=64, num_docs=160, image_batch=16, text_batch=8, bert_params="BERT_params/movies_minilm.json",
+MINI = dict(num_images=64, num_docs=160, image_batch=16, text_batch=8,
+            bert_params=str(ROOT / "BERT_params" / "movies_minilm_mini.json"),
             perturbation_splits=("test", "val"))
 PAPER = dict(image_batch=32, text_batch=8, vit_model="vit_base_patch16_224",
-             vit_weights="jx_vit_base_p16_224-80ecf9dd.pth", bert_params="BERT_params/movies_bert.json",
+             vit_weights="jx_vit_base_p16_224-80ecf9dd.pth", bert_params=str(ROOT / "BERT_params" / "movies_bert.json"),
              perturbation_splits=("test", "train", "val"))
 """Paper: TE's ViT-B/16 (JAX weights, mean = std = 0.5), all 4,276 segmentation images, TI's 5,000-image
 perturbation subset (pert_index.npy), ERASER Movies with TE's BERT settings, TI's Movies perturbation on every
