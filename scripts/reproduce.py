@@ -17,7 +17,7 @@ OUTPUT gets RESULTS.md, results.csv, results.json, figures/, steps/ (one record 
 (the scripts' own outputs), logs/ (each step's printed output) and run.json (this run's timings).
 
 mini (defaults): 64 synthetic validation images, 160 generated reviews (128 train / 16 val / 16 test; perturbation
-on test + val), all methods, batch 16 images / 8 documents. paper: gtsegs_ijcv.mat (4,276 images), ImageNet val
+on the test split), all methods, batch 16 images / 8 documents. paper: gtsegs_ijcv.mat (4,276 images), ImageNet val
 restricted to TI's pert_index.npy, ERASER Movies, TE's ViT-B/16 JAX weights and TE's BERT settings
 (BERT_params/movies_bert.json; --bert-checkpoint to use TE's fine-tuned classifier.pt), BERT perturbation on every
 split (TI). DATA_ROOT (paper) holds gtsegs_ijcv.mat, imagenet/, pert_index.npy, movies/ and the weights file.
@@ -137,6 +137,7 @@ def run_plan(steps, context, store, dist):
                                  "cpu_s": round(time.process_time() - cpu, 2)}
             if dist.rank == 0:
                 record = store.save(step, result, UNREADABLE_NOTE if state == "unreadable" else None)
+                cli.write_json(str(context.config.output / "run.json"), {"steps": timings})
         dist.barrier()
         records.append(record if dist.rank == 0 else None)
     return records, timings

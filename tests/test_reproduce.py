@@ -21,7 +21,7 @@ from BERT_rationale_benchmark.utils import load_flattened_documents, load_split
 from BERT_rationale_benchmark.words import TOP_K
 from baselines.BERT import perturbation_movies
 from baselines.ViT import generate_visualizations, imagenet_seg_eval, pertubation_eval_from_hdf5
-from scripts import make_eraser_data, reproduce
+from scripts import compare_results, make_eraser_data, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["attn_last_layer", "rollout"]
@@ -140,3 +140,9 @@ def test_missing_inputs_named_one_per_line(tmp_path, capsys):
     assert len(lines) == len(expected)
     for line, what in zip(lines, expected):
         assert line.startswith("error: ") and what in line
+
+
+def test_compare_results_counts_the_differing_numbers():
+    a = {"seg/x": {"result": {"acc": 0.5, "curve": [1.0, 0.25]}}, "only/a": {"result": {"v": 1}}}
+    b = {"seg/x": {"result": {"acc": 0.5, "curve": [1.0, 0.5]}}}
+    assert compare_results.compare(a, b) == [("seg", 3, 1, 0.25, "seg/x/curve[1]")]

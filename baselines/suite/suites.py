@@ -65,7 +65,7 @@ class Config:
 
 MINI = dict(num_images=64, num_docs=160, image_batch=16, text_batch=8,
             bert_params=str(ROOT / "BERT_params" / "movies_minilm_mini.json"),
-            perturbation_splits=("test", "val"))
+            perturbation_splits=("test",))
 PAPER = dict(image_batch=32, text_batch=8, vit_model="vit_base_patch16_224",
              vit_weights="jx_vit_base_p16_224-80ecf9dd.pth", bert_params=str(ROOT / "BERT_params" / "movies_bert.json"),
              perturbation_splits=("test", "train", "val"))
