@@ -35,3 +35,28 @@ def save_panel(path, image, heatmaps, title, columns=6):
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def save_clip_panel(path, image, rows):
+    """One row per text: the text's title, then per method the heatmap over ``image`` and, under it, the words
+    between the start and end tokens coloured by their relevance (scaled by the row's largest; special tokens
+    omitted, as the generic-attention notebook does). ``rows``: ``(title, tokens, [(method, heatmap, scores)])``."""
+    columns = max(len(cells) for _, _, cells in rows)
+    figure = plt.figure(figsize=(2.6 * columns + 0.2, 3.3 * len(rows)))
+    grid = figure.add_gridspec(2 * len(rows), columns, height_ratios=[5, 1] * len(rows))
+    for r, (title, tokens, cells) in enumerate(rows):
+        for c, (method, heatmap, scores) in enumerate(cells):
+            axis = figure.add_subplot(grid[2 * r, c])
+            axis.imshow(np.clip(overlay(image, heatmap), 0, 1))
+            axis.set_title(f"{method}\n{title}" if c == 0 else method, fontsize=8)
+            axis.axis("off")
+            words, values = tokens[1:-1], np.asarray(scores[1:len(tokens) - 1], dtype=float)
+            strip = figure.add_subplot(grid[2 * r + 1, c])
+            peak = np.abs(values).max() if len(values) else 0
+            strip.imshow((values / peak if peak > 0 else values)[None, :], cmap="Reds", vmin=0, vmax=1,
+                         aspect="auto")
+            strip.set_xticks(range(len(words)), words, rotation=45, ha="right", fontsize=7)
+            strip.set_yticks([])
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

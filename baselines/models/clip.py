@@ -41,6 +41,7 @@ from .vit import Block, ModelError, load_weights, read_checkpoint
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+OPENAI_VOCABULARY = 49408
 
 
 @dataclass(frozen=True)
@@ -277,7 +278,11 @@ class TextSide(_Side):
 
     def __init__(self, clip, image_embeddings):
         super().__init__(clip, clip.text, image_embeddings)
-        self.input_embedding = clip.text.token_embedding
+
+    @property
+    def input_embedding(self):
+        """Gradient x input methods take the token embeddings' output as the text's input."""
+        return self.tower.token_embedding
 
     @property
     def input_embedding(self):
@@ -715,6 +720,8 @@ def create_clip(name=None, weights=None, hf_dir=None, device="cpu"):
             config = CLIPConfig(**card["config"], mean=tuple(card["mean"]), std=tuple(card["std"]),
                                 class_names=tuple(card.get("class_names", ())))
             tokenizer = WordTokenizer(card["vocabulary"], config.context_length) if "vocabulary" in card else None
+            if tokenizer is not None and len(tokenizer.vocabulary) != config.vocab_size:
+                raise ModelError(f"{path}: {len(tokenizer.vocabulary)} words for {config.vocab_size} token embeddings")
             weights = weights or path.with_suffix(".pth")
         else:
             config = open_clip_config(name) if name is not None else None
@@ -733,6 +740,9 @@ def clip_from_state(state, base=None, tokenizer=None):
     """Our CLIP (eval mode) from an OpenAI-layout state dict; ``base`` gives what the weights cannot tell
     (see ``config_from_state``); the tokenizer defaults to OpenAI's."""
     config = config_from_state(state, base)
+    if tokenizer is None and config.vocab_size < OPENAI_VOCABULARY:
+        raise ModelError(f"this CLIP's vocabulary has {config.vocab_size} tokens, not OpenAI's {OPENAI_VOCABULARY}: "
+                         "load it through its model card (--model CARD.json), which names its tokenizer")
     model = CLIP(config, tokenizer or OpenAITokenizer(config.context_length))
     load_weights(model, ours_from_openai(state))
     return model.eval()
