@@ -306,3 +306,41 @@ def test_image_cli_through_hooks(tmp_path):
         cli.main([samples[0], "--model", "timm:swin_tiny_patch4_window7_224", "--device", "cpu"])
     with pytest.raises(UserError, match="not an image classifier"):
         cli.main([samples[0], "--model", f"hf:{MINILM}", "--device", "cpu"])
+
+
+def test_vit_eval_scripts_take_a_hooked_timm_model(tmp_path):
+    """The segmentation, visualization and perturbation scripts on ``--model timm:NAME --weights FILE``; the
+    perturbation run reads the model from the visualization file's settings."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from baselines.eval import cli
+
+    root = Path(__file__).resolve().parents[1]
+
+    def load(path):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    load(root / "scripts" / "make_synthetic_data.py").write_dataset(tmp_path / "data", num_train=0, num_val=4)
+    torch.save(lively(timm.create_model("deit_tiny_patch16_224", pretrained=False, num_classes=10)).state_dict(),
+               tmp_path / "deit.pth")
+    model = ["--model", "timm:deit_tiny_patch16_224", "--weights", tmp_path / "deit.pth"]
+    def run(script, *args, method="generic_attribution"):
+        argv = [*args, "--method", method, "--num-workers", 0, "--device", "cpu"]
+        return cli.run(load(root / "baselines" / "ViT" / script).main, [str(a) for a in argv])
+
+    hdf5 = tmp_path / "vis.hdf5"
+    assert run("generate_visualizations.py", *model, "--imagenet-validation-path", tmp_path / "data" / "imagenet",
+               "--limit", 2, "--output", hdf5) == 0
+    assert run("pertubation_eval_from_hdf5.py", "--input", hdf5, "--output", tmp_path / "pert") == 0
+    result = json.loads((tmp_path / "pert" / "results.json").read_text())
+    assert result["model"] == "timm:deit_tiny_patch16_224" and len(result["accuracy"]) == 10
+    assert run("imagenet_seg_eval.py", *model, "--imagenet-seg-path", tmp_path / "data" / "gtsegs_ijcv.mat",
+               "--limit", 2, "--output", tmp_path / "seg") == 0
+    assert 0 <= json.loads((tmp_path / "seg" / "results.json").read_text())["mean_iou"] <= 1
+    assert run("imagenet_seg_eval.py", *model, "--imagenet-seg-path", tmp_path / "data" / "gtsegs_ijcv.mat",
+               "--limit", 1, "--output", tmp_path / "lrp", method="full_lrp") == 2
