@@ -148,8 +148,8 @@ def render_html(args, model, texts, tokens, rows, probs):
     names = model.class_names
     head = "" if model.head_trained else " (untrained random classifier head)"
     parts = [f"<h1>{html.escape(args.method)}</h1>",
-             f"<p>model: {html.escape(str(args.model_dir or args.model))}{head}. Red: positive, blue: negative relevance, "
-             "normalised per text by its largest magnitude.</p>"]
+             f"<p>model: {html.escape(str(args.model_dir or args.model))}{head}. Red: positive, blue: negative "
+             "relevance, normalised per text by its largest magnitude.</p>"]
     for i, (text, toks, row) in enumerate(zip(texts, tokens, rows)):
         top = int(probs[i].argmax())
         explained = names[args.class_index] if args.class_index is not None else names[top]

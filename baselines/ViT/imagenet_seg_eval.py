@@ -75,7 +75,8 @@ def evaluate(args, dist, model=None, dataset=None):
     model = model if model is not None else cli.load_model(args.model, args.weights, dist.device, args.pretrained)
     dataset = dataset if dataset is not None else segmentation_set(args.imagenet_seg_path, model.img_size)
     num_rows = min(len(dataset), args.limit or len(dataset))
-    base = os.path.join("run", "imagenet", f"{args.method}_{os.path.basename(args.model or 'synthetic_vit').replace(':', '_')}")
+    name = os.path.basename(args.model or "synthetic_vit").replace(":", "_")
+    base = os.path.join("run", "imagenet", f"{args.method}_{name}")
     out = dist.gather(args.output or (cli.experiment_dir(base) if dist.rank == 0 else None))[0]
     batches = distributed.shard(num_rows, args.batch_size, dist.rank, dist.world)
     rows = distributed.batch_rows(batches, args.batch_size, num_rows)

@@ -86,8 +86,8 @@ def attn_gradcam(model, inputs, class_index=None, gradcam_weights="row"):
     """Grad-CAM on the last attention map: ``clamp(mean_h(w_h * A_h[query row]), 0)``.
 
     ``w_h`` = mean of ``G_h`` over the query row's image tokens (``row``, TE ViT; a padded text's own tokens) or over
-    the whole matrix (``matrix``, TE BERT; a padded text's own ``n x n`` entries). TE's BERT code min-max normalises the whole
-    matrix before zeroing its ``[CLS]`` entry: the same order as this raw row.
+    the whole matrix (``matrix``, TE BERT; a padded text's own ``n x n`` entries). TE's BERT code min-max normalises
+    the whole matrix before zeroing its ``[CLS]`` entry: the same order as this raw row.
     """
     _, (attn,), (grad,) = attention_gradients(model, inputs, class_index, len(model.attention_cores) - 1)
     valid = valid_tokens(model, inputs)
