@@ -24,7 +24,6 @@ split (TI). DATA_ROOT (paper) holds gtsegs_ijcv.mat, imagenet/, pert_index.npy, 
 """
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time

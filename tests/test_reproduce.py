@@ -91,8 +91,8 @@ def test_report_equals_the_individual_scripts(reference, tmp_path):
     generate_visualizations.main(["--method", "rollout", "--imagenet-validation-path",
                                   str(data / "synthetic" / "imagenet"), "--vis-class", "target", "--output",
                                   str(hdf5)] + common)
-    pertubation_eval_from_hdf5.main(["--method", "rollout", "--vis-class", "target", "--neg", "--no-abpc", "--input", str(hdf5),
-                                     "--output", str(tmp_path / "pert")] + common)
+    pertubation_eval_from_hdf5.main(["--method", "rollout", "--vis-class", "target", "--neg", "--no-abpc",
+                                     "--input", str(hdf5), "--output", str(tmp_path / "pert")] + common)
     perturbation = json.loads((tmp_path / "pert" / "results.json").read_text())
     ours = numbers["perturbation/rollout/target/neg"]["result"]
     assert ours == {k: perturbation[k] for k in ours}

@@ -1,7 +1,6 @@
 """The two suites (mini: offline, synthetic data, shipped tiny ViT, fine-tuned MiniLM; paper: the real data and
 weights), the plan of steps each one makes, and the check of every input before any work starts."""
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
