@@ -48,11 +48,14 @@ def check_common(args):
 
 
 def load_model(name, weights, device, pretrained=False):
-    """create_model(name, weights, pretrained) on `device`; its errors become InputError; a text model is refused."""
+    """create_model(name, weights, pretrained) on `device`; its errors become InputError; a text model is refused;
+    a CLIP becomes its zero-shot classifier over its card's classes ("a photo of a {class}")."""
     from baselines.models import create_model
 
     try:
         model = create_model(name, weights, pretrained=pretrained).to(device)
+        if hasattr(model, "zero_shot"):
+            model = model.zero_shot()
         if not hasattr(model, "img_size"):
             raise InputError(f"{name} is not an image classifier")
         return model

@@ -42,6 +42,8 @@ from .vit import Block, ModelError, load_weights, read_checkpoint
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 OPENAI_VOCABULARY = 49408
+ZERO_SHOT_PROMPT = "a photo of a {}"
+"""Beyond Intuition's zero-shot prompt."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,18 @@ class CLIP(nn.Module):
         """``logits_per_image`` ``[num_images, num_texts]`` (``logits_per_text`` is its transpose)."""
         return similarity_logits(self.logit_scale, self.encode_image(images), self.encode_text(ids))
 
+    def zero_shot(self, class_names=None, template=ZERO_SHOT_PROMPT):
+        """A zero-shot image classifier (``ImageSide``) over ``template.format(name)`` for each class name (default:
+        the card's classes, else ImageNet's, open_clip's list), with the ViT's attributes (``img_size``, ``mean``,
+        ...), so the ViT benchmark scripts and CLI run on it."""
+        if class_names is None:
+            from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+            class_names = self.config.class_names or IMAGENET_CLASSNAMES
+        device = self.logit_scale.device
+        with torch.no_grad():
+            texts = self.encode_text(self.tokenizer([template.format(n) for n in class_names]).ids.to(device))
+        return ImageSide(self, texts, tuple(class_names))
+
     def image_side(self, text_embeddings):
         """The image tower as a classifier over ``text_embeddings`` ``[T, embed_dim]``."""
         return ImageSide(self, text_embeddings)
@@ -251,9 +265,11 @@ class ImageSide(_Side):
     image_tokens = slice(1, None)
     values_after_attention = True
 
-    def __init__(self, clip, text_embeddings):
+    def __init__(self, clip, text_embeddings, class_names=()):
         super().__init__(clip, clip.visual, text_embeddings)
         self.grid = clip.visual.grid
+        self.img_size, self.patch_size, self.mean, self.std = clip.img_size, clip.patch_size, clip.mean, clip.std
+        self.class_names = class_names
 
     def value_terms(self, index):
         if not self.values_after_attention:
