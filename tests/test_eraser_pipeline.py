@@ -169,3 +169,30 @@ def test_20ng_perturbation_from_an_export(setup, tmp_path):
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["documents"] == 5 and len(result["accuracy"]) == 11
     assert result["accuracy"][0] == result["clean_accuracy"]
+
+
+def test_perturbations_through_hooks_equal_our_copy(setup, tmp_path):
+    """``--model hf:FOLDER`` (the fine-tuned classifier saved as a Hugging Face folder, explained through hooks)
+    gives the accuracies of our BERT copy with the same checkpoint, in both perturbation scripts."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+    checkpoint = setup["out"] / "classifier" / "classifier.pt"
+    hf = BertForSequenceClassification.from_pretrained(setup["bert"], num_labels=2)
+    hf.load_state_dict(torch.load(checkpoint, weights_only=True))
+    hf.save_pretrained(tmp_path / "hf")
+    AutoTokenizer.from_pretrained(setup["bert"]).save_pretrained(tmp_path / "hf")
+    hooked = ["--model", f"hf:{tmp_path / 'hf'}"]
+    common = ["--model_params", str(setup["params"]), "--method", "generic_attribution", "--device", "cpu"]
+    movies = [*common, "--data_dir", str(setup["data"]), "--limit", "6", "--batch-size", "3"]
+    for name, source in (("ours", ["--checkpoint", str(checkpoint)]), ("hooked", hooked)):
+        perturbation_movies.main([*movies, "--output_dir", str(tmp_path / name), *source])
+    results = [json.loads((tmp_path / name / "generic_attribution" / "perturbation_positive.json").read_text())
+               for name in ("ours", "hooked")]
+    assert results[0] == results[1] and results[0]["documents"] == 6
+    documents = load_flattened_documents(setup["data"])
+    records = [{"text": " ".join(words[:40]), "label": i % 2} for i, words in enumerate(documents.values())]
+    (tmp_path / "news.json").write_text(json.dumps(records))
+    news = [*common, "--data", str(tmp_path / "news.json"), "--num-labels", "2", "--num-samples", "5",
+            "--max-length", "32"]
+    for name, source in (("ours", ["--checkpoint", str(checkpoint)]), ("hooked", hooked)):
+        perturbation_20ng.main([*news, "--output", str(tmp_path / f"{name}.json"), *source])
+    assert json.loads((tmp_path / "ours.json").read_text()) == json.loads((tmp_path / "hooked.json").read_text())

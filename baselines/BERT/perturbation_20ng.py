@@ -24,8 +24,9 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from BERT_rationale_benchmark.models.model_utils import load_classifier, load_params, load_tokenizer  # noqa: E402
 from BERT_rationale_benchmark.utils import DataError  # noqa: E402
-from baselines.BERT.perturbation_common import (add_perturbation_arguments, check_arguments,  # noqa: E402
-                                                correct_per_step, explanation_scores, report)
+from baselines.BERT.perturbation_common import (add_hooked_model_argument, add_perturbation_arguments,  # noqa: E402
+                                                check_arguments, correct_per_step, explanation_scores,
+                                                load_hooked_classifier, report)
 from baselines.cli import default_device, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
 
@@ -100,7 +101,9 @@ def parse_args(argv=None):
     parser.add_argument("--subset", default="test", choices=["train", "test", "all"],
                         help="with --data-dir or --data-home")
     parser.add_argument("--model_params", required=True, help="params JSON (bert_dir, bert_vocab, max_length)")
-    parser.add_argument("--checkpoint", required=True, help="fine-tuned classifier state dict (HF names)")
+    classifier = parser.add_mutually_exclusive_group(required=True)
+    classifier.add_argument("--checkpoint", help="fine-tuned classifier state dict (HF names) of the params' BERT")
+    add_hooked_model_argument(classifier)
     parser.add_argument("--num-labels", type=int, default=20, help="classes of the classifier (default 20)")
     parser.add_argument("--num-samples", type=int, default=3000, help="documents drawn (default 3000, as TI)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0, as TI)")
@@ -125,10 +128,14 @@ def main(argv=None):
     random.seed(args.seed)
     chosen = random.sample(range(len(texts)), min(args.num_samples, len(texts)))
     max_length = args.max_length or params["max_length"]
-    encoded = load_tokenizer(params)([texts[i] for i in chosen], max_length=max_length, truncation=True,
-                                     padding="max_length", return_tensors="pt", return_token_type_ids=False)
+    if args.model:
+        model, tokenizer = load_hooked_classifier(args.model, args.num_labels, args.device)
+    else:
+        model = load_classifier(params, args.checkpoint, args.num_labels, args.device)
+        tokenizer = load_tokenizer(params)
+    encoded = tokenizer([texts[i] for i in chosen], max_length=max_length, truncation=True, padding="max_length",
+                        return_tensors="pt", return_token_type_ids=False)
     targets = torch.tensor([labels[i] for i in chosen])
-    model = load_classifier(params, args.checkpoint, args.num_labels, args.device)
     correct, clean = torch.zeros(len(FRACTIONS), dtype=torch.long), 0
     for start in tqdm(range(0, len(chosen), args.batch_size), desc="perturbation", unit="batch"):
         inputs = {k: encoded[k][start:start + args.batch_size].to(args.device)

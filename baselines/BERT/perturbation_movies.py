@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from BERT_rationale_benchmark.models.model_utils import (encode, load_classifier, load_params,  # noqa: E402
                                                          load_tokenizer, pad_batch)
 from BERT_rationale_benchmark.utils import DataError, load_flattened_documents, load_split  # noqa: E402
-from baselines.BERT.perturbation_common import (add_perturbation_arguments, check_arguments,  # noqa: E402
-                                                correct_per_step, explanation_scores, report)
+from baselines.BERT.perturbation_common import (add_hooked_model_argument, add_perturbation_arguments,  # noqa: E402
+                                                check_arguments, correct_per_step, explanation_scores,
+                                                load_hooked_classifier, report)
 from baselines.cli import default_device, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
 
@@ -45,14 +46,16 @@ def parse_args(argv=None):
     parser.add_argument("--limit", type=int, default=None, help="only the first N documents (quick runs)")
     parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
     add_perturbation_arguments(parser)
+    add_hooked_model_argument(parser)
     add_method_arguments(parser)
     args = parser.parse_args(argv)
     check_arguments(parser, args)
     return args
 
 
-def load_documents(args):
-    """The documents of ``args.splits`` encoded as bert_pipeline.py does: (params, token id lists, labels)."""
+def load_documents(args, tokenizer=None):
+    """The documents of ``args.splits`` encoded as bert_pipeline.py does: (params, token id lists, labels);
+    ``tokenizer``: another than the params' (``--model hf:FOLDER``)."""
     params = load_params(args.model_params)
     classes = params["evidence_classifier"]["classes"]
     annotations = [a for split in args.splits for a in load_split(args.data_dir, split)][:args.limit]
@@ -63,7 +66,7 @@ def load_documents(args):
         raise DataError(f"annotation {unknown[0].annotation_id!r} has class {unknown[0].classification!r}, the "
                         f"params list {', '.join(classes)}")
     documents = load_flattened_documents(args.data_dir, {a.docid for a in annotations})
-    tokenizer = load_tokenizer(params)
+    tokenizer = tokenizer or load_tokenizer(params)
     ids = [encode(tokenizer, " ".join(documents[a.docid]), params["max_length"])["input_ids"] for a in annotations]
     labels = torch.tensor([classes.index(a.classification) for a in annotations])
     return params, ids, labels
@@ -103,9 +106,14 @@ def evaluate(args, ids, labels, model):
 
 def main(argv=None):
     args = parse_args(argv)
-    params, ids, labels = load_documents(args)
-    model = load_classifier(params, checkpoint_path(args), len(params["evidence_classifier"]["classes"]),
-                            args.device)
+    if args.model:
+        classes = load_params(args.model_params)["evidence_classifier"]["classes"]
+        model, tokenizer = load_hooked_classifier(args.model, len(classes), args.device)
+        params, ids, labels = load_documents(args, tokenizer)
+    else:
+        params, ids, labels = load_documents(args)
+        model = load_classifier(params, checkpoint_path(args), len(params["evidence_classifier"]["classes"]),
+                                args.device)
     evaluate(args, ids, labels, model)
 
 
