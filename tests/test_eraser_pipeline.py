@@ -5,6 +5,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -171,9 +172,11 @@ def test_20ng_perturbation_from_an_export(setup, tmp_path):
     assert result["accuracy"][0] == result["clean_accuracy"]
 
 
+@pytest.mark.numerics
 def test_perturbations_through_hooks_equal_our_copy(setup, tmp_path):
     """``--model hf:FOLDER`` (the fine-tuned classifier saved as a Hugging Face folder, explained through hooks)
-    gives the accuracies of our BERT copy with the same checkpoint, in both perturbation scripts."""
+    gives the accuracies of our BERT copy with the same checkpoint, in both perturbation scripts, and the same
+    rationales in the ERASER pipeline."""
     from transformers import AutoTokenizer, BertForSequenceClassification
     checkpoint = setup["out"] / "classifier" / "classifier.pt"
     hf = BertForSequenceClassification.from_pretrained(setup["bert"], num_labels=2)
@@ -196,3 +199,15 @@ def test_perturbations_through_hooks_equal_our_copy(setup, tmp_path):
     for name, source in (("ours", ["--checkpoint", str(checkpoint)]), ("hooked", hooked)):
         perturbation_20ng.main([*news, "--output", str(tmp_path / f"{name}.json"), *source])
     assert json.loads((tmp_path / "ours.json").read_text()) == json.loads((tmp_path / "hooked.json").read_text())
+    for name, source in (("ours", []), ("hooked", hooked)):
+        shutil.copytree(setup["out"] / "classifier", tmp_path / f"{name}_rationales" / "classifier")
+        bert_pipeline.main(["--data_dir", str(setup["data"]), "--output_dir", str(tmp_path / f"{name}_rationales"),
+                            *common, *source])
+    for k in TOP_K:
+        ours, through_hooks = ([json.loads(line)["rationales"][0] for line in (
+            tmp_path / f"{name}_rationales" / "generic_attribution" / f"identifier_results_{k}.json").read_text()
+            .splitlines()] for name in ("ours", "hooked"))
+        for a, b in zip(ours, through_hooks, strict=True):
+            assert a["hard_rationale_predictions"] == b["hard_rationale_predictions"]
+            soft = np.array([a["soft_rationale_predictions"], b["soft_rationale_predictions"]])
+            assert np.abs(soft[0] - soft[1]).max() <= 1e-5 * np.abs(soft[0]).max()  # float32, sdpa vs ours

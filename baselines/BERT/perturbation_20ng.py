@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from BERT_rationale_benchmark.models.model_utils import load_classifier, load_params, load_tokenizer  # noqa: E402
 from BERT_rationale_benchmark.utils import DataError  # noqa: E402
 from baselines.BERT.perturbation_common import (add_hooked_model_argument, add_perturbation_arguments,  # noqa: E402
-                                                check_arguments, correct_per_step, explanation_scores,
-                                                load_hooked_classifier, report)
+                                                check_arguments, correct_per_step, explanation_scores, report)
 from baselines.cli import default_device, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
+from baselines.models.hooked import load_text_classifier  # noqa: E402
 
 FRACTIONS = np.arange(0, 1.1, 0.1).tolist()
 REMOVE = ("headers", "footers", "quotes")
@@ -129,7 +129,7 @@ def main(argv=None):
     chosen = random.sample(range(len(texts)), min(args.num_samples, len(texts)))
     max_length = args.max_length or params["max_length"]
     if args.model:
-        model, tokenizer = load_hooked_classifier(args.model, args.num_labels, args.device)
+        model, tokenizer = load_text_classifier(args.model, args.num_labels, args.device)
     else:
         model = load_classifier(params, args.checkpoint, args.num_labels, args.device)
         tokenizer = load_tokenizer(params)

@@ -72,24 +72,6 @@ def add_hooked_model_argument(parser):
                              "encodes the texts (the params still give the classes and max_length)")
 
 
-def load_hooked_classifier(spec, num_labels, device):
-    """``(model, tokenizer)`` of ``--model hf:FOLDER``, checked to be a text classifier of ``num_labels`` classes."""
-    from transformers import AutoTokenizer
-
-    from baselines.cli import UserError
-    from baselines.models import create_model
-    if not spec.startswith("hf:"):
-        raise UserError(f"--model takes hf:FOLDER, not {spec}")
-    model = create_model(spec, device=device)
-    if model.family.kind != "text" or model.num_classes != num_labels:
-        raise UserError(f"--model {spec} is not a text classifier of {num_labels} classes")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(spec.removeprefix("hf:"), use_fast=True)
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot load a tokenizer from {spec}: {str(error).splitlines()[0][:160]}") from None
-    return model, tokenizer
-
-
 def check_arguments(parser, args):
     if args.class_index is not None:
         parser.error("--class-index does not apply: each document is explained for its ground-truth class")

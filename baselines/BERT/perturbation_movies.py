@@ -23,10 +23,10 @@ from BERT_rationale_benchmark.models.model_utils import (encode, load_classifier
                                                          load_tokenizer, pad_batch)
 from BERT_rationale_benchmark.utils import DataError, load_flattened_documents, load_split  # noqa: E402
 from baselines.BERT.perturbation_common import (add_hooked_model_argument, add_perturbation_arguments,  # noqa: E402
-                                                check_arguments, correct_per_step, explanation_scores,
-                                                load_hooked_classifier, report)
+                                                check_arguments, correct_per_step, explanation_scores, report)
 from baselines.cli import default_device, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
+from baselines.models.hooked import load_text_classifier  # noqa: E402
 
 FRACTIONS = np.arange(0.52, 0.68, 0.02).tolist()
 """TI's steps, float values and all (int(n * f) depends on them at exact multiples)."""
@@ -108,7 +108,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.model:
         classes = load_params(args.model_params)["evidence_classifier"]["classes"]
-        model, tokenizer = load_hooked_classifier(args.model, len(classes), args.device)
+        model, tokenizer = load_text_classifier(args.model, len(classes), args.device)
         params, ids, labels = load_documents(args, tokenizer)
     else:
         params, ids, labels = load_documents(args)

@@ -249,6 +249,24 @@ def load_hooked(spec, weights=None, pretrained=False):
     return hooked
 
 
+def load_text_classifier(spec, num_labels, device="cpu"):
+    """``(model, fast tokenizer)`` of ``hf:FOLDER``, checked to be a text classifier of ``num_labels`` classes (the
+    BERT benchmark scripts' ``--model``)."""
+    from transformers import AutoTokenizer
+    if not spec.startswith("hf:"):
+        raise ModelError(f"--model takes hf:FOLDER, not {spec}")
+    model = load_hooked(spec).to(device)
+    if model.family.kind != "text" or model.num_classes != num_labels:
+        raise ModelError(f"--model {spec} is not a text classifier of {num_labels} classes")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec.removeprefix("hf:"), use_fast=True)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot load a tokenizer from {spec} ({first_line(error)})") from None
+    if not tokenizer.is_fast:
+        raise ModelError(f"the tokenizer of {spec} has no fast version (needed for word offsets)")
+    return model, tokenizer
+
+
 def load_timm(name, weights, pretrained):
     import timm
     state = read_checkpoint(weights) if weights else None
@@ -469,4 +487,4 @@ def hf_values(block, attention):
     return None
 
 
-__all__ = ["HookedModel", "HookedValueModel", "hook_model", "load_hooked", "HF_FAMILIES", "TIMM_FAMILIES"]
+__all__ = ["HookedModel", "HookedValueModel", "hook_model", "load_hooked", "load_text_classifier", "HF_FAMILIES", "TIMM_FAMILIES"]

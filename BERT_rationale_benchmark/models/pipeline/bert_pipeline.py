@@ -5,6 +5,7 @@ As TE's pipeline (CVPR'21, Fig. token-F1 vs k), with --method instead of a hard-
      reported);
   2. without a checkpoint in OUTPUT/classifier the classifier is fine-tuned (see training.py; an interrupted run
      resumes after its last finished epoch), else the checkpoint is loaded into our explainable BERT (create_bert);
+     with --model hf:FOLDER your own fine-tuned classifier is explained through hooks instead (no training);
   3. every test document is explained for its ground-truth class (scores clamped at 0), in batches; a word's
      score is the max over its word pieces (TE's per-character scheme);
   4. OUTPUT/<method>/identifier_results_{k}.json for k = 5, 10, ..., 80: one JSONL line per document with the top-k
@@ -36,6 +37,7 @@ from BERT_rationale_benchmark.utils import DataError, load_datasets, load_flatte
 from BERT_rationale_benchmark.words import TOP_K, rationale_record, word_scores  # noqa: E402
 from baselines.cli import default_device, run  # noqa: E402
 from baselines.methods import METHODS, add_method_arguments, explain, method_options, resolve  # noqa: E402
+from baselines.models.hooked import load_text_classifier  # noqa: E402
 from baselines.safe_load import load_tensors  # noqa: E402
 
 RANDOM = "random"
@@ -50,6 +52,11 @@ def parse_args(argv=None):
                         help="params JSON (e.g. BERT_params/movies_bert.json): max_length, bert_vocab, bert_dir, "
                              "evidence_classifier {classes, batch_size, epochs, patience, lr, max_grad_norm}; "
                              "see BERT_rationale_benchmark/models/model_utils.py")
+    parser.add_argument("--model", metavar="hf:FOLDER", default=None,
+                        help="explain your own fine-tuned Hugging Face text classifier folder (BERT, RoBERTa, "
+                             "DistilBERT, ELECTRA) through hooks instead of fine-tuning the params' BERT: no "
+                             "training, its own tokenizer encodes the documents (the params still give the classes "
+                             "and max_length)")
     parser.add_argument("--batch-size", type=int, default=8, help="documents explained per batch (default 8)")
     parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
     add_method_arguments(parser, extra_choices={RANDOM: "random ranking baseline"})
@@ -159,18 +166,18 @@ def write_outputs(folder, test, documents, encodings, classes, explained):
     return correct / len(test)
 
 
-def prepare(args):
+def prepare(args, tokenizer=None):
     """What every method's run reads: params, splits, documents and their encodings, and the fine-tuned checkpoint
-    (trained first when missing)."""
+    (trained first when missing); with ``tokenizer`` (``--model hf:FOLDER``'s) no checkpoint and no training."""
     params = load_params(args.model_params)
     splits = load_datasets(args.data_dir)
     if not all(splits):
         raise DataError(f"{args.data_dir}: train, val and test must each hold at least one annotation")
     documents = load_flattened_documents(args.data_dir, {a.docid for split in splits for a in split})
-    encodings = encode_documents(load_tokenizer(params), documents, params["max_length"])
+    encodings = encode_documents(tokenizer or load_tokenizer(params), documents, params["max_length"])
     truncated = sum(e["truncated"] for e in encodings.values())
     print(f"{truncated} of {len(encodings)} documents truncated at max_length {params['max_length']}")
-    checkpoint = ensure_classifier(args, params, splits, encodings)
+    checkpoint = None if tokenizer else ensure_classifier(args, params, splits, encodings)
     return SimpleNamespace(params=params, splits=splits, documents=documents, encodings=encodings,
                            truncated=truncated, checkpoint=checkpoint,
                            classes=params["evidence_classifier"]["classes"])
@@ -196,6 +203,11 @@ def evaluate(args, data, model):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.model:
+        classes = load_params(args.model_params)["evidence_classifier"]["classes"]
+        model, tokenizer = load_text_classifier(args.model, len(classes), args.device)
+        evaluate(args, prepare(args, tokenizer), model)
+        return
     data = prepare(args)
     evaluate(args, data, load_classifier(data.params, data.checkpoint, len(data.classes), args.device))
 
