@@ -241,6 +241,11 @@ def test_unsupported_models_and_lrp_methods_refuse_in_one_line():
     mapped = timm.create_model("vit_small_patch16_224", pretrained=False, img_size=32, depth=1, global_pool="map")
     with pytest.raises(ModelError, match="pools with 'map'"):
         hook_model(mapped)
+    unrecordable = tiny_images("timm_deit_distilled")[0]
+    for block in unrecordable.blocks:
+        block.attn.attn_drop = torch.nn.Identity()
+    with pytest.raises(ModelError, match="probabilities cannot be recorded"):
+        hook_model(unrecordable)
     hooked = hook_model(tiny_images("hf_vit")[0])
     for method in ("transformer_attribution", "full_lrp", "lrp_last_layer"):
         with pytest.raises(ValueError, match=f"'{method}' needs LRP relevance propagation \\(our ViT/DeiT, BERT"
