@@ -1,7 +1,7 @@
 """LXT 2.1 as an oracle, run in its own process (its patches replace GELU, LayerNorm, attention and Zennit methods
 for the whole process): ``python tests/lxt_oracle.py jobs.pt results.pt``.
 
-``jobs.pt`` (written by ``run_oracle``): a list of ``{"kind": "vit" | "hf_vit" | "bert" | "clip", "state": our state dict,
+``jobs.pt`` (written by ``run_oracle``): a list of ``{"kind": "vit" | "hf_vit" | "bert" | "clip", "state": ...,
 "config": ..., "inputs": ..., "target": [B], "cp": bool (hf_vit, bert), "gamma", "conv_gamma" (vit)}``; the results are
 the input relevances, float64.
 

@@ -8,7 +8,8 @@ Three levels, each a ``typing.Protocol``; a method names the one it needs (``Met
   copies provide it, and so can a model wrapped through hooks.
 * ``ValueModel``: also each block's input and its value-times-output-projection (``beyond_intuition_t``).
 * ``RelevanceModel``: also ``relprop``, LRP relevance sent back through every layer (``transformer_attribution``,
-  ``lrp_last_layer``, ``full_lrp``): only models built from ``baselines.relevance.layers``.
+  ``lrp_last_layer``, ``full_lrp``), and the layers that ``attnlrp`` / ``cp_lrp`` hook their gradient rules onto:
+  only models built from ``baselines.relevance.layers``.
 
 Notation: ``B`` samples, ``H`` heads, ``N`` tokens. A method explains one query row of the attention maps per
 sample (``query_rows``): the class token's row 0 of a ViT or BERT, the EOT token of a CLIP text, the last position

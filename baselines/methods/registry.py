@@ -74,7 +74,8 @@ def explain(model, inputs, method, class_index=None, **options):
 
     ``inputs``: what the model takes (normalised images ``[B, 3, H, W]`` for a ViT). ``class_index``: None
     (the predicted top class), an int or ``[B]``. Returns ``[B, grid_h, grid_w]`` for a ViT (``[B, H, W]`` for
-    ``full_lrp``), computed in one batched pass; sample ``b`` depends on ``inputs[b]`` only.
+    the pixel-level ``full_lrp``, ``attnlrp``, ``cp_lrp``), computed in one batched pass; sample ``b`` depends on
+    ``inputs[b]`` only.
     """
     spec = METHODS[resolve(method)]
     check_model(model, resolve(method))
