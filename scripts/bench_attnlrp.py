@@ -34,7 +34,8 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="deit_small_patch16_224", help="timm ViT name (random weights)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds over all entries; medians kept")
-    parser.add_argument("--gamma", type=float, default=0.25, help="gamma of the +gamma entries (linear and conv)")
+    parser.add_argument("--gamma", type=float, default=0.25,
+                        help="gamma of the +gamma entries (linear and conv; 0: no +gamma entries)")
     parser.add_argument("--device", default=default_device())
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the figures as JSON")
     return parser.parse_args(argv)
@@ -62,7 +63,7 @@ def entries(model, tv, x, target, gamma):
                 return floor(tv, x, target)
         return call
 
-    return {
+    calls = {
         "floor": lambda: floor(model, x, target),
         "attnlrp": lambda: explain(model, x, "attnlrp", class_index=target),
         "cp_lrp": lambda: explain(model, x, "cp_lrp", class_index=target),
@@ -71,6 +72,7 @@ def entries(model, tv, x, target, gamma):
         "lxt cp_lrp": lxt(False),
         "lxt cp_lrp+gamma": lxt(True),
     }
+    return calls if gamma else {name: call for name, call in calls.items() if "gamma" not in name}
 
 
 def main(argv=None):

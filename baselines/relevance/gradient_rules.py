@@ -29,7 +29,7 @@ class ScaleGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, out, factor):
         ctx.factor = factor
-        return out.detach().clone() if out is x else out.detach()
+        return out.view_as(out)
 
     @staticmethod
     def backward(ctx, grad):
@@ -37,8 +37,9 @@ class ScaleGradient(torch.autograd.Function):
 
 
 def identity_rule(x, out):
-    """Identity rule (AttnLRP eq. 9) for an element-wise non-linearity ``out = f(x)``: ``R_x = R_out``."""
-    return ScaleGradient.apply(x, out, out.detach() / stabilise(x.detach(), TINY))
+    """Identity rule (AttnLRP eq. 9) for an element-wise non-linearity ``out = f(x)``: ``R_x = R_out``
+    (``f(0) / 0`` taken as 0; GELU, quick-GELU and tanh keep ``f(x) / x`` bounded elsewhere)."""
+    return ScaleGradient.apply(x, out, (out.detach() / x.detach()).nan_to_num_(nan=0.0))
 
 
 def uniform_rule(x, factors):
