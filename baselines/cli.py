@@ -24,7 +24,10 @@ def add_model_arguments(parser):
     source.add_argument("--weights", default=None,
                         help="local checkpoint: timm state dict, original JAX/DeiT .pth, {'model': ...} wrapper "
                              "or .safetensors")
-    source.add_argument("--pretrained", action="store_true", help="download the weights through timm (timm names)")
+    source.add_argument("--pretrained", action="store_true",
+                        help="download --model's weights through timm: the papers' for vit_base_patch16_224 "
+                             "(vit_base_patch16_224.orig_in21k_ft_in1k) and deit_base_patch16_224 (.fb_in1k); "
+                             "an explicit NAME.TAG as given")
     group.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
 
 

@@ -93,15 +93,16 @@ def main(argv=None):
 
 def generate(args, dist, model=None, dataset=None):
     """The HDF5 for the settings `args`; `model` and `dataset` (validation_set) are loaded when not given."""
-    model = model if model is not None else cli.load_model(args.model, args.weights, dist.device, args.pretrained)
+    model = model if model is not None else cli.load_model(args.model, args.weights, dist.device, args.pretrained,
+                                                                      args.random_weights)
     dataset = dataset if dataset is not None else validation_set(args.imagenet_validation_path, model.img_size)
     indices = select(len(dataset), args.subset, args.limit)
     options = method_options(args)
     path = os.path.abspath(args.output or default_output(args))
     settings = {"method": args.method, "options": options, "vis_class": args.vis_class,
                 "class_id": args.class_id if args.vis_class == "index" else None,
-                "model": args.model or "synthetic_vit", "weights": args.weights,
-                "pretrained": args.pretrained,
+                "model": args.model or "synthetic_vit", "weights": args.weights, "pretrained": args.pretrained,
+                "random_weights": args.random_weights, "weights_source": getattr(model, "weights_source", None),
                 "dataset": os.path.abspath(args.imagenet_validation_path)}
     targets = np.asarray(dataset.targets)[indices]
     writer = ResultsWriter(path, indices, targets, (3, model.img_size, model.img_size), args.batch_size, settings,

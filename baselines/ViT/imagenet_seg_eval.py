@@ -72,7 +72,8 @@ def main(argv=None):
 
 def evaluate(args, dist, model=None, dataset=None):
     """The test for the settings `args`; `model` and `dataset` (segmentation_set) are loaded when not given."""
-    model = model if model is not None else cli.load_model(args.model, args.weights, dist.device, args.pretrained)
+    model = model if model is not None else cli.load_model(args.model, args.weights, dist.device, args.pretrained,
+                                                                      args.random_weights)
     dataset = dataset if dataset is not None else segmentation_set(args.imagenet_seg_path, model.img_size)
     num_rows = min(len(dataset), args.limit or len(dataset))
     name = os.path.basename(args.model or "synthetic_vit").replace(":", "_")
@@ -97,7 +98,7 @@ def evaluate(args, dist, model=None, dataset=None):
         summary = metrics.segmentation_summary(merged)
         settings = {"benchmark": "segmentation", "method": args.method, "options": options,
                     "class_index": args.class_index, "model": args.model or "synthetic_vit", "weights": args.weights,
-                    "pretrained": args.pretrained,
+                    "pretrained": args.pretrained, "weights_source": getattr(model, "weights_source", None),
                     "dataset": os.path.abspath(args.imagenet_seg_path), "batch_size": args.batch_size,
                     "limit": args.limit, "world_size": dist.world}
         cli.write_json(os.path.join(out, "results.json"), {**settings, **summary})

@@ -76,7 +76,7 @@ def evaluate_batch(model, images, vis, target, neg, explained=None):
     hits = logits.argmax(-1) == target.view(1, -1)
     top_prob = logits.softmax(-1).amax(-1)
     top_logit = logits.amax(-1)
-    columns = [hits.double().T, (top_prob[:1] - top_prob[1:]).double().T, (top_logit[:1] - top_logit[1:]).double().T]
+    columns = [hits.float().T, (top_prob[:1] - top_prob[1:]).T, (top_logit[:1] - top_logit[1:]).T]
     if explained is not None:
         index = explained.view(1, -1, 1).expand(len(all_logits), -1, 1)
         logit = all_logits.gather(2, index)[..., 0]
@@ -84,8 +84,8 @@ def evaluate_batch(model, images, vis, target, neg, explained=None):
         for score in (logit, prob):
             this, other = score[:steps], torch.cat([score[:1], score[steps:]])
             morf, lerf = (other, this) if neg else (this, other)
-            columns += [morf.double().T, lerf.double().T]
-    return torch.cat(columns, 1).cpu().numpy()
+            columns += [morf.T, lerf.T]
+    return torch.cat(columns, 1).cpu().double().numpy()
 
 
 def explained_classes(model, images, target, args):
@@ -113,9 +113,11 @@ def evaluate(args, dist, model=None):
     num_rows = min(num_rows, args.limit or num_rows)
     written = json.loads(attrs.get("settings", "{}"))
     model_name = args.model or written.get("model")
-    weights = args.weights or (written.get("weights") if args.model is None else None)
-    pretrained = args.pretrained or (bool(written.get("pretrained")) if args.model is None else False)
-    model = model if model is not None else cli.load_model(model_name, weights, dist.device, pretrained)
+    given = args.weights or args.pretrained or args.random_weights
+    source = written if args.model is None and not given else vars(args)
+    weights, pretrained = source.get("weights"), source.get("pretrained", False)
+    if model is None:
+        model = cli.load_model(model_name, weights, dist.device, pretrained, source.get("random_weights", False))
     batches = distributed.shard(num_rows, args.batch_size, dist.rank, dist.world)
     data = torch.utils.data.DataLoader(ResultsBatches(path, args.batch_size, batches, num_rows), batch_size=None,
                                        num_workers=args.num_workers, pin_memory=dist.device.type == "cuda")
@@ -130,11 +132,11 @@ def evaluate(args, dist, model=None):
     rows = distributed.merge(dist, distributed.batch_rows(batches, args.batch_size, num_rows),
                              np.concatenate(records))
     if dist.rank == 0:
-        report(args, path, model_name, weights, rows, dist.world)
+        report(args, path, model_name, weights, pretrained, model, rows, dist.world)
     return 0
 
 
-def report(args, path, model_name, weights, rows, world):
+def report(args, path, model_name, weights, pretrained, model, rows, world):
     steps = len(metrics.PERTURBATION_STEPS)
     summary = metrics.perturbation_summary(rows[:, :steps + 1], rows[:, steps + 1:2 * steps + 1],
                                            rows[:, 2 * steps + 1:3 * steps + 1])
@@ -147,7 +149,8 @@ def report(args, path, model_name, weights, rows, world):
     os.makedirs(out, exist_ok=True)
     settings = {"benchmark": "perturbation", "method": args.method, "neg": args.neg, "vis_class": args.vis_class,
                 "class_id": args.class_id if args.vis_class == "index" else None, "is_ablation": args.is_ablation,
-                "model": model_name or "synthetic_vit", "weights": weights, "input": os.path.abspath(path),
+                "model": model_name or "synthetic_vit", "weights": weights, "pretrained": pretrained,
+                "weights_source": getattr(model, "weights_source", None), "input": os.path.abspath(path),
                 "batch_size": args.batch_size, "limit": args.limit, "world_size": world}
     hits = os.path.join(out, "perturbation_hits.npy")
     np.save(hits + ".tmp.npy", rows[:, :steps + 1].astype(np.int8))

@@ -12,14 +12,19 @@ from baselines.eval.results import InputError
 
 
 def add_common_arguments(parser, batch_size):
-    """--model, --weights / --pretrained, --batch-size, --num-workers, --device, --limit."""
+    """--model, --weights / --pretrained / --random-weights, --batch-size, --num-workers, --device, --limit."""
     parser.add_argument("--model", default=None,
                         help="timm ViT name or shipped model (our explainable copy; default: the repository's "
                              "synthetic_vit), or timm:NAME / hf:FOLDER for any supported timm model or Hugging Face "
                              "image classifier, explained through hooks (no LRP methods)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", default=None, help="local checkpoint for --model")
-    source.add_argument("--pretrained", action="store_true", help="download the weights through timm")
+    source.add_argument("--pretrained", action="store_true",
+                        help="download --model's weights through timm: the papers' for vit_base_patch16_224 "
+                             "(vit_base_patch16_224.orig_in21k_ft_in1k) and deit_base_patch16_224 (.fb_in1k); "
+                             "an explicit NAME.TAG as given")
+    source.add_argument("--random-weights", action="store_true",
+                        help="run a timm --model with random weights (refused otherwise: such tables mean nothing)")
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"images per batch (default {batch_size})")
     workers = min(4, os.cpu_count() or 1)
     parser.add_argument("--num-workers", type=int, default=workers,
@@ -47,15 +52,17 @@ def check_common(args):
         raise InputError("--num-workers must be at least 0")
 
 
-def load_model(name, weights, device, pretrained=False):
-    """create_model(name, weights, pretrained) on `device`; its errors become InputError; a text model is refused;
-    a CLIP becomes its zero-shot classifier over its card's classes ("a photo of a {class}")."""
+def load_model(name, weights, device, pretrained=False, random_weights=False):
+    """create_model on `device`; a timm name without weights is refused unless `random_weights`, a text model
+    always; errors become InputError; a CLIP becomes its zero-shot classifier over its card's classes ("a photo of
+    a {class}")."""
     from baselines.models import create_model
 
     try:
-        model = create_model(name, weights, pretrained=pretrained).to(device)
+        model = create_model(name, weights, pretrained=pretrained, require_weights=not random_weights).to(device)
         if hasattr(model, "zero_shot"):
-            model = model.zero_shot()
+            source, model = model.weights_source, model.zero_shot()
+            model.weights_source = source
         if not hasattr(model, "img_size"):
             raise InputError(f"{name} is not an image classifier")
         return model

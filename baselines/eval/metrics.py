@@ -41,6 +41,7 @@ def average_precision(scores, labels):
     precision and recall of {score >= t_k}. Equivalently AP = (1 / #pos) sum_{positive i} P_{k(i)} with k(i) the
     tie group of sample i. scores: float [B, n]; labels: bool [B, n]. Returns float64 [B] (NaN without positives).
     """
+    scores, labels = float64_capable(scores, labels)
     sorted_scores, order = torch.sort(scores, dim=1, descending=True, stable=True)
     positive = labels.gather(1, order).double()
     n = scores.shape[1]
@@ -53,11 +54,17 @@ def average_precision(scores, labels):
     return (positive * precision.gather(1, end)).sum(1) / positive.sum(1)
 
 
+def float64_capable(*tensors):
+    """The tensors, moved to the CPU from a device without float64 (MPS)."""
+    return tuple(t.cpu() if t.device.type == "mps" else t for t in tensors)
+
+
 def segmentation_rows(maps, masks):
     """Per-image segmentation counts and scores, columns `SEG_FIELDS` (float64 numpy [B, 8]).
 
     maps: normalised maps [B, 1, H, W] (NaN allowed); masks: {0, 1} masks [B, H, W].
     """
+    maps, masks = float64_capable(maps, masks)
     m = maps.flatten(1).float()
     g = masks.flatten(1).to(m.device).bool()
     p = m > m.mean(1, keepdim=True)

@@ -31,6 +31,32 @@ def one_hot(logits, target):
 
 
 @contextmanager
+def full_precision():
+    """float32 computed as float32 on a GPU: TF32 off for cuBLAS matmuls and cuDNN convolutions (the patch
+    embedding) inside the block, the caller's settings restored after. TF32 keeps 10 mantissa bits, and the LRP
+    rules' divisions amplify that rounding into the relevance."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
+    matmul.fp32_precision = conv.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved
+
+
+HALF_TYPES = (torch.float16, torch.bfloat16)
+
+
+def check_precision(model, method, needs):
+    """Relevance rules on a float16/bfloat16 model are refused: their divisions by sums of contributions turn
+    half-precision rounding (3 significant digits) into noise in the relevance."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    if needs == "relevance" and dtype in HALF_TYPES:
+        raise ValueError(f"method '{method}' propagates LRP relevance, which {dtype} rounding corrupts; "
+                         "convert the model with model.float() first")
+
+
+@contextmanager
 def recorded(model, inputs, with_grad, first_block=0, **forward_options):
     """Run a recorded forward; yields ``(logits, attention maps)``, ``None`` for the blocks before
     ``first_block`` (not recorded: they run the fused kernel). Weights never receive gradients."""

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import attention, attnlrp, beyond_intuition, lrp
-from .common import input_maps, valid_tokens
+from .common import check_precision, full_precision, input_maps, valid_tokens
 from .interface import PROTOCOLS
 
 
@@ -83,7 +83,9 @@ def explain(model, inputs, method, class_index=None, **options):
                **options}
     validate_options(model, options)
     cls_entry = options.pop("cls_entry", "keep")
-    result = spec.function(model, inputs, class_index=class_index, **options)
+    check_precision(model, resolve(method), spec.needs)
+    with full_precision():
+        result = spec.function(model, inputs, class_index=class_index, **options)
     if result.dim() != 2:
         return result
     return model.token_map(set_cls_entry(result, cls_entry, valid_tokens(model, inputs)))
