@@ -39,6 +39,9 @@ def test_pretrained_maps_to_the_papers_weights_and_honours_tags(downloads):
     create_model("vit_base_patch16_224.augreg2_in21k_ft_in1k", pretrained=True)
     create_model("deit_base_patch16_224", pretrained=True)
     assert downloads[1:] == ["vit_base_patch16_224.augreg2_in21k_ft_in1k", "deit_base_patch16_224.fb_in1k"]
+    hooked = create_model("timm:vit_base_patch16_224", pretrained=True)
+    assert downloads[3:] == ["vit_base_patch16_224.orig_in21k_ft_in1k"]
+    assert hooked.weights_source == "timm:vit_base_patch16_224.orig_in21k_ft_in1k"
 
 
 def test_weights_source_is_recorded(tmp_path):
@@ -54,6 +57,8 @@ def test_eval_scripts_refuse_a_timm_name_without_weights():
     with pytest.raises(cli.InputError, match="no weights.*--pretrained \\(timm's vit_base_patch16_224.orig_in21k"
                                              ".*--random-weights"):
         cli.load_model("vit_base_patch16_224", None, "cpu")
+    with pytest.raises(cli.InputError, match="no weights"):
+        cli.load_model("timm:deit_tiny_patch16_224", None, "cpu")
     assert cli.load_model("deit_tiny_patch16_224", None, "cpu", random_weights=True).weights_source == "random"
     assert cli.load_model(None, None, "cpu").weights_source.endswith("synthetic_vit.pth")
 
