@@ -137,10 +137,12 @@ def attn_last_layer(hf, ids):
 
 
 def attn_gradcam(hf, ids, index=None):
-    """TE ``generate_attn_gradcam`` up to its final min-max of the whole matrix (a positive affine map, left out)."""
+    """TE ``generate_attn_gradcam``: head weights = gradient mean over the whole matrix, clamp(head mean), min-max
+    over the whole matrix, ``[0, 0] = 0``, row 0."""
     _, _, maps, grads, _ = attention_and_grads(hf, ids, index)
     w = grads[-1][0].mean(dim=[1, 2], keepdim=True)
     cam = (maps[-1][0] * w).mean(0).clamp(min=0)
+    cam = (cam - cam.min()) / (cam.max() - cam.min())
     cam[0, 0] = 0
     return cam[0]
 

@@ -83,11 +83,13 @@ def grad_rollout(model, inputs, class_index=None, start_layer=0, discard_ratio=0
 
 
 def attn_gradcam(model, inputs, class_index=None, gradcam_weights="row"):
-    """Grad-CAM on the last attention map: ``clamp(mean_h(w_h * A_h[query row]), 0)``.
+    """Grad-CAM on the last attention map: ``cam = clamp(mean_h(w_h * A_h), 0)``, the query row.
 
-    ``w_h`` = mean of ``G_h`` over the query row's image tokens (``row``, TE ViT; a padded text's own tokens) or over
-    the whole matrix (``matrix``, TE BERT; a padded text's own ``n x n`` entries). TE's BERT code min-max normalises
-    the whole matrix before zeroing its ``[CLS]`` entry: the same order as this raw row.
+    ``row`` (TE ViT): ``w_h`` = mean of ``G_h`` over the query row's image tokens (a padded text's own tokens); the
+    raw row (TE's final min-max of the row is the caller's map normalisation). ``matrix`` (TE BERT): ``w_h`` = mean
+    of ``G_h`` over the whole matrix, and the row is min-max normalised with the whole matrix's extremes,
+    ``(cam[q] - min cam) / (max cam - min cam)``, as TE's BERT code returns it (a padded text's own ``n x n``
+    entries; a constant matrix gives zeros).
     """
     _, (attn,), (grad,) = attention_gradients(model, inputs, class_index, len(model.attention_cores) - 1)
     valid = valid_tokens(model, inputs)
@@ -99,12 +101,16 @@ def attn_gradcam(model, inputs, class_index=None, gradcam_weights="row"):
         else:
             keep = valid[:, None, model.image_tokens].to(row.dtype)
             weights = (row * keep).sum(dim=-1, keepdim=True) / keep.sum(dim=-1, keepdim=True)
-    elif valid is None:
-        weights = grad.mean(dim=(2, 3)).unsqueeze(-1)
-    else:
-        pairs = valid_pairs(valid)
-        weights = ((grad * pairs).sum(dim=(2, 3)) / pairs.sum(dim=(2, 3))).unsqueeze(-1)
-    return (query_row(attn, rows) * weights).mean(dim=1).clamp(min=0)
+        return (query_row(attn, rows) * weights).mean(dim=1).clamp(min=0)
+    pairs = torch.ones_like(attn[:, :1], dtype=torch.bool) if valid is None else valid_pairs(valid)
+    weights = (grad * pairs).sum(dim=(2, 3)) / pairs.sum(dim=(2, 3))
+    cam = (attn * weights[..., None, None]).mean(dim=1, keepdim=True).clamp(min=0)
+    low = cam.masked_fill(~pairs, float("inf")).amin(dim=(1, 2, 3))[:, None]
+    high = cam.masked_fill(~pairs, float("-inf")).amax(dim=(1, 2, 3))[:, None]
+    row = query_row(cam, rows)[:, 0]
+    span = high - low
+    normalised = torch.where(span > 0, (row - low) / span.clamp(min=torch.finfo(row.dtype).tiny), 0.0)
+    return normalised if valid is None else normalised * valid
 
 
 def generic_attribution(model, inputs, class_index=None, start_layer=0):
