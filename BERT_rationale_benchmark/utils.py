@@ -3,7 +3,7 @@
 A data folder holds ``{train,val,test}.jsonl`` (one ``Annotation`` per line) and the documents, either as files
 ``docs/<docid>`` or as one ``docs.jsonl`` of ``{"docid", "document"}`` lines, never both. A document is
 newline-separated sentences of space-separated tokens; evidence offsets index the flattened token list. Problems
-with the data raise ``DataError`` (a ``ValueError``) with a one-line message.
+with the data raise ``DataError`` (a ``baselines.cli.UserError``) with a one-line message.
 """
 import json
 from dataclasses import dataclass
@@ -11,11 +11,13 @@ from itertools import chain
 from pathlib import Path
 from typing import Optional, Tuple
 
+from baselines.cli import UserError
+
 SPLITS = ("train", "val", "test")
 EVIDENCE_FIELDS = ("text", "docid", "start_token", "end_token", "start_sentence", "end_sentence")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """The data folder or one of its files is not what ERASER expects."""
 
 

@@ -1,6 +1,8 @@
 """From word-piece scores to whitespace-word scores and top-k word rationales (TE's scheme)."""
 import numpy as np
 
+from BERT_rationale_benchmark.utils import DataError
+
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[UNK]", "[PAD]")
 TOP_K = tuple(range(5, 85, 5))
 """k = 5, 10, ..., 80 words, as TE's pipeline writes them."""
@@ -27,7 +29,7 @@ def word_scores(words, pieces, scores, special=SPECIAL_TOKENS):
             break
         end = start + len(word)
         if spelled[start:end] != word.lower()[:len(spelled[start:end])]:
-            raise ValueError(f"the word pieces do not spell word {index} {word!r} (got {spelled[start:end]!r})")
+            raise DataError(f"the word pieces do not spell word {index} {word!r} (got {spelled[start:end]!r})")
         result.append(max(char_scores[start:end]))
         start = end
     return result

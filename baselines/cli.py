@@ -1,16 +1,58 @@
 """What every command-line script shares: the device flag, model flags and one-line errors."""
+import argparse
 import shutil
 import sys
 
 import torch
 
 
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit status 2."""
+class UserError(ValueError):
+    """A problem with the user's input (a flag, a file, a model, data): ``run`` prints it as one line and exits with
+    status 2. The one type scripts catch: every other exception is a programming error and keeps its traceback.
+    Subclasses name where it arose (``ModelError``, ``InputError``, ``DataError``, ...); it is a ``ValueError`` so
+    that library callers catching ``ValueError`` keep working."""
+
+
+def first_line(error):
+    """An exception's message as one line (its type name when the message is empty)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def default_device():
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_name(text):
+    """argparse type of ``--device``: ``text`` when it names a device this machine has, else a one-line error."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"'{text}': CUDA is not available on this machine (try --device cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"'{text}': this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"'{text}': MPS is not available on this machine (try --device cpu)")
+    return text
+
+
+def positive_int(text):
+    """argparse type of counts and sizes (``--batch-size``, ``--limit``, ``--num-labels``): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def add_device_argument(parser, default=None):
+    """``--device``, checked against this machine (default: cuda when present, else cpu)."""
+    parser.add_argument("--device", type=device_name, default=default or default_device(),
+                        help="torch device (default: cuda when present, else cpu)")
 
 
 def add_model_arguments(parser):
@@ -28,7 +70,7 @@ def add_model_arguments(parser):
                         help="download --model's weights through timm: the papers' for vit_base_patch16_224 "
                              "(vit_base_patch16_224.orig_in21k_ft_in1k) and deit_base_patch16_224 (.fb_in1k); "
                              "an explicit NAME.TAG as given")
-    group.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
+    add_device_argument(group)
 
 
 def load_model(args):
@@ -54,11 +96,10 @@ def prepare_output_folder(output, overwrite, owned):
 
 
 def run(main):
-    """Call ``main()``; user errors become ``error: <one line>`` on stderr and exit status 2."""
-    from baselines.models import ModelError
+    """Call ``main()``; a ``UserError`` becomes ``error: <one line>`` on stderr and exit status 2."""
     try:
         main()
-    except (UserError, ModelError, ValueError, OSError) as error:
+    except UserError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)

@@ -31,7 +31,7 @@ DEFAULTS = {"seed": 0, "epochs": 4, "train_size": 4000, "batch_size": 32, "lr": 
             "warmup": 0.1, "embed_dim": 128, "depth": 4, "num_heads": 4, "train_source": "generate"}
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError):
     """Bad input for training (data folder, output path, resume settings)."""
 
 

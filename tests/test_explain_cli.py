@@ -80,3 +80,13 @@ def test_bad_input_is_one_line(card, images, args, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_inputs_with_the_same_stem_keep_their_own_png(card, images, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    twin = other / images[0].name
+    twin.write_bytes(images[1].read_bytes())
+    result = cli(images[0], twin, "--model", card, "--method", "rollout", "--output", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img0-1_rollout.png", "img0-2_rollout.png"]

@@ -141,11 +141,12 @@ def test_boolean_flags_are_switches():
         parser.parse_args(["--is-ablation", "False"])
 
 
-def test_method_options_keep_only_what_the_method_takes():
+def test_method_options_keep_only_what_the_method_takes_and_name_the_rest():
     parser = argparse.ArgumentParser()
     add_method_arguments(parser)
     args = parser.parse_args(["--method", "ours", "--steps", "7", "--head-fusion", "max", "--start-layer", "2"])
-    assert method_options(args) == {"steps": 7, "start_layer": 2}
+    with pytest.warns(UserWarning, match="'beyond_intuition_h' does not take --head-fusion: ignored"):
+        assert method_options(args) == {"steps": 7, "start_layer": 2}
 
 
 def test_models_satisfy_the_interface_and_lrp_methods_refuse_others(model):

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from baselines.cli import UserError, default_device, run  # noqa: E402
+from baselines.cli import UserError, add_device_argument, positive_int, run  # noqa: E402
 from baselines.methods import add_method_arguments, explain, method_options, resolve  # noqa: E402
 from baselines.models import create_bert, create_model  # noqa: E402
 
@@ -31,16 +31,16 @@ def parse_args(argv=None):
     source.add_argument("--model", metavar="hf:FOLDER",
                         help="any supported Hugging Face text classifier folder (BERT, RoBERTa, DistilBERT, ELECTRA) "
                              "with its tokenizer, explained through hooks (no LRP methods)")
-    parser.add_argument("--num-labels", type=int, default=None,
+    parser.add_argument("--num-labels", type=positive_int, default=None,
                         help="labels of the untrained head used when DIR has no classifier (default: the config's)")
     add_method_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=8, help="texts per batch (default 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="texts per batch (default 8)")
     parser.add_argument("--save-raw", metavar="OUT.npy", default=None,
                         help="write float32 [num_texts, max_tokens]: each text's relevance over all its tokens "
                              "([CLS] and [SEP] included), unnormalised, zero-padded")
     parser.add_argument("--html", metavar="OUT.html", default=None,
                         help="write a page with every text's tokens coloured by relevance")
-    parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     args.method = resolve(args.method)
     if args.model and not args.model.startswith("hf:"):

@@ -26,7 +26,7 @@ from BERT_rationale_benchmark.models.model_utils import load_classifier, load_pa
 from BERT_rationale_benchmark.utils import DataError  # noqa: E402
 from baselines.BERT.perturbation_common import (add_hooked_model_argument, add_perturbation_arguments,  # noqa: E402
                                                 check_arguments, correct_per_step, explanation_scores, report)
-from baselines.cli import default_device, run  # noqa: E402
+from baselines.cli import add_device_argument, positive_int, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
 from baselines.models.hooked import load_text_classifier  # noqa: E402
 
@@ -104,18 +104,17 @@ def parse_args(argv=None):
     classifier = parser.add_mutually_exclusive_group(required=True)
     classifier.add_argument("--checkpoint", help="fine-tuned classifier state dict (HF names) of the params' BERT")
     add_hooked_model_argument(classifier)
-    parser.add_argument("--num-labels", type=int, default=20, help="classes of the classifier (default 20)")
-    parser.add_argument("--num-samples", type=int, default=3000, help="documents drawn (default 3000, as TI)")
+    parser.add_argument("--num-labels", type=positive_int, default=20, help="classes of the classifier (default 20)")
+    parser.add_argument("--num-samples", type=positive_int, default=3000,
+                        help="documents drawn (default 3000, as TI)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0, as TI)")
-    parser.add_argument("--max-length", type=int, default=None, help="padded length (default: the params')")
+    parser.add_argument("--max-length", type=positive_int, default=None, help="padded length (default: the params')")
     parser.add_argument("--output", default=None, help="write the result JSON here")
-    parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
+    add_device_argument(parser)
     add_perturbation_arguments(parser)
     add_method_arguments(parser)
     args = parser.parse_args(argv)
     check_arguments(parser, args)
-    if args.num_samples < 1:
-        parser.error("--num-samples must be at least 1")
     return args
 
 

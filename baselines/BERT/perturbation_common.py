@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from sklearn.metrics import auc
 
+from baselines.cli import positive_int
 from baselines.methods import explain, method_options, resolve
 
 
@@ -59,9 +60,10 @@ def add_perturbation_arguments(parser):
     parser.add_argument("--neg", action="store_true",
                         help="negative perturbation: remove the lowest-scored tokens first (TI's --neg, a real "
                              "switch here)")
-    parser.add_argument("--batch-size", type=int, default=4,
+    parser.add_argument("--batch-size", type=positive_int, default=4,
                         help="documents explained per batch; all their steps run together (default 4)")
-    parser.add_argument("--forward-batch", type=int, default=64, help="perturbed rows per forward (default 64)")
+    parser.add_argument("--forward-batch", type=positive_int, default=64,
+                        help="perturbed rows per forward (default 64)")
 
 
 def add_hooked_model_argument(parser):

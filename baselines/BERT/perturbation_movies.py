@@ -24,7 +24,7 @@ from BERT_rationale_benchmark.models.model_utils import (encode, load_classifier
 from BERT_rationale_benchmark.utils import DataError, load_flattened_documents, load_split  # noqa: E402
 from baselines.BERT.perturbation_common import (add_hooked_model_argument, add_perturbation_arguments,  # noqa: E402
                                                 check_arguments, correct_per_step, explanation_scores, report)
-from baselines.cli import default_device, run  # noqa: E402
+from baselines.cli import add_device_argument, positive_int, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
 from baselines.models.hooked import load_text_classifier  # noqa: E402
 
@@ -43,8 +43,8 @@ def parse_args(argv=None):
                         help="classifier state dict (default OUTPUT/classifier/classifier.pt)")
     parser.add_argument("--splits", nargs="+", choices=["train", "val", "test"], default=["test", "train", "val"],
                         help="documents to perturb (default: all, as TI)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N documents (quick runs)")
-    parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="only the first N documents (quick runs)")
+    add_device_argument(parser)
     add_perturbation_arguments(parser)
     add_hooked_model_argument(parser)
     add_method_arguments(parser)

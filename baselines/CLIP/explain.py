@@ -20,6 +20,7 @@ from torchvision import transforms  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from baselines.cli import UserError, default_device, run  # noqa: E402
+from baselines.data.images import to_rgb  # noqa: E402
 from baselines.methods import METHODS, add_method_arguments, method_options, pixel_maps, resolve_many  # noqa: E402
 from baselines.models.clip import create_clip, explain_pairs  # noqa: E402
 from baselines.visualize import save_clip_panel  # noqa: E402
@@ -75,7 +76,7 @@ def load_images(paths, size):
     for path in paths:
         try:
             with Image.open(path) as image:
-                images.append(prepare(image.convert("RGB")))
+                images.append(prepare(to_rgb(image)))
         except (OSError, UnidentifiedImageError) as error:
             raise UserError(f"cannot read image {path}: {error.__class__.__name__}") from None
     return torch.stack(images)

@@ -17,7 +17,8 @@ from PIL import Image, UnidentifiedImageError  # noqa: E402
 from torchvision import transforms  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from baselines.cli import UserError, add_model_arguments, load_model, run  # noqa: E402
+from baselines.cli import UserError, add_model_arguments, load_model, positive_int, run  # noqa: E402
+from baselines.data.images import to_rgb  # noqa: E402
 from baselines.methods import (METHODS, add_method_arguments, explain, method_options, pixel_maps,  # noqa: E402
                                resolve_many, supported_methods)
 from baselines.visualize import save_overlay, save_panel  # noqa: E402
@@ -30,7 +31,7 @@ def parse_args(argv=None):
     add_method_arguments(parser, multiple=True)
     parser.add_argument("--mean", nargs=3, type=float, default=None, help="normalisation mean (default: model's)")
     parser.add_argument("--std", nargs=3, type=float, default=None, help="normalisation std (default: model's)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per batch (default 8)")
     parser.add_argument("--save-raw", metavar="OUT.npy", default=None,
                         help="write float32 [num_images, grid_h, grid_w] raw maps (one method only)")
     parser.add_argument("--output", metavar="DIR", default=None, help="write PNG heatmap overlays here")
@@ -48,7 +49,7 @@ def load_images(paths, size):
     for path in paths:
         try:
             with Image.open(path) as image:
-                images.append(to_tensor(image.convert("RGB")))
+                images.append(to_tensor(to_rgb(image)))
         except (OSError, UnidentifiedImageError) as error:
             raise UserError(f"cannot read image {path}: {error.__class__.__name__}") from None
     return torch.stack(images)
@@ -72,7 +73,8 @@ def main(argv=None):
         probs = torch.cat([model(normalise(b).to(args.device)).softmax(-1).cpu() for b in images.split(64)])
     maps = {}
     for method in tqdm(args.methods, desc="methods", disable=len(args.methods) == 1):
-        options = method_options(argparse.Namespace(**{**vars(args), "method": method}))
+        options = method_options(argparse.Namespace(**{**vars(args), "method": method}),
+                                 warn=len(args.methods) == 1)
         raw = [explain(model, normalise(batch).to(args.device), method, class_index=args.class_index, **options)
                .detach().cpu() for batch in images.split(args.batch_size)]
         maps[method] = torch.cat(raw)
@@ -85,21 +87,29 @@ def main(argv=None):
         print(f"{path}: {class_name(model, top)} ({p[top]:.3f})")
 
 
+def output_stems(paths):
+    """The PNG name stem of each input: its file stem, or, when several inputs share a stem (``a/x.png``,
+    ``b/x.jpg``), the stem with its position in the list appended (``x-1``, ``x-2``), so none overwrites another."""
+    stems = [Path(path).stem for path in paths]
+    return [f"{stem}-{i + 1}" if stems.count(stem) > 1 else stem for i, stem in enumerate(stems)]
+
+
 def write_pngs(args, model, images, probs, maps):
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     heat = {m: pixel_maps(r, model.patch_size, METHODS[m].pixel_level)[:, 0].numpy() for m, r in maps.items()}
+    names = output_stems(args.images)
     for i, path in enumerate(args.images):
         image = images[i].permute(1, 2, 0).numpy()
         top = int(probs[i].argmax())
         shown = args.class_index if args.class_index is not None else top
         if len(maps) == 1:
             (method,) = heat
-            save_overlay(out / f"{Path(path).stem}_{method}.png", image, heat[method][i])
+            save_overlay(out / f"{names[i]}_{method}.png", image, heat[method][i])
         else:
             title = (f"{Path(path).name}: predicted {class_name(model, top)} ({probs[i, top]:.2f}); "
                      f"explained: {class_name(model, shown)}")
-            save_panel(out / f"{Path(path).stem}.png", image, [(m, h[i]) for m, h in heat.items()], title)
+            save_panel(out / f"{names[i]}.png", image, [(m, h[i]) for m, h in heat.items()], title)
 
 
 if __name__ == "__main__":

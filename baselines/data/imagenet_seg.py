@@ -11,6 +11,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from baselines.cli import UserError
+
 MATLAB_HEADER = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Thu Jan  1 00:00:00 1970 HDF5 schema 1.00 ."
 USERBLOCK_SIZE = 512
 
@@ -30,20 +32,20 @@ class ImagenetSegmentation(Dataset):
         self._file = None
         self._pid = None
         if not os.path.isfile(self.path):
-            raise ValueError(f"{self.path}: no such file (expected gtsegs_ijcv.mat)")
+            raise UserError(f"{self.path}: no such file (expected gtsegs_ijcv.mat)")
         if not h5py.is_hdf5(self.path):
-            raise ValueError(f"{self.path}: not an HDF5 (MATLAB v7.3) file, so not a gtsegs_ijcv.mat")
+            raise UserError(f"{self.path}: not an HDF5 (MATLAB v7.3) file, so not a gtsegs_ijcv.mat")
         try:
             with h5py.File(self.path, "r") as handle:
                 if "value/img" not in handle or "value/gt" not in handle:
-                    raise ValueError(f"{self.path}: no /value/img and /value/gt, so not a gtsegs_ijcv.mat")
+                    raise UserError(f"{self.path}: no /value/img and /value/gt, so not a gtsegs_ijcv.mat")
                 self._length = len(handle["value/img"])
                 if len(handle["value/gt"]) != self._length:
-                    raise ValueError(f"{self.path}: /value/img and /value/gt differ in length")
+                    raise UserError(f"{self.path}: /value/img and /value/gt differ in length")
                 if self._length:
                     _read(handle, self._length - 1)
         except (OSError, KeyError, RuntimeError) as exc:
-            raise ValueError(f"{self.path}: cannot be read, truncated or corrupt ({exc})") from None
+            raise UserError(f"{self.path}: cannot be read, truncated or corrupt ({exc})") from None
 
     def __len__(self):
         return self._length

@@ -7,6 +7,7 @@ import sys
 import torch
 from torchvision import transforms
 
+from baselines.cli import UserError, device_name
 from baselines.eval import distributed
 from baselines.eval.results import InputError
 
@@ -29,7 +30,8 @@ def add_common_arguments(parser, batch_size):
     workers = min(4, os.cpu_count() or 1)
     parser.add_argument("--num-workers", type=int, default=workers,
                         help=f"data loading processes (default min(4, CPUs) = {workers})")
-    parser.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
+    parser.add_argument("--device", type=device_name, default=None,
+                        help="torch device (default cuda when available, else cpu)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
 
 
@@ -118,7 +120,7 @@ def run(main, argv=None):
     never a traceback."""
     try:
         return main(argv)
-    except (InputError, ValueError, OSError) as error:
+    except UserError as error:
         if os.environ.get("RANK", "0") == "0":
             print(f"error: {first_line(error)}", file=sys.stderr)
         return 2

@@ -22,11 +22,13 @@ import h5py
 import numpy as np
 import torch
 
+from baselines.cli import UserError
+
 DATASETS = ("vis", "image", "target")
 PAGE = 4096
 
 
-class InputError(Exception):
+class InputError(UserError):
     """Bad input (file, folder, option): the scripts print its one-line message and exit non-zero."""
 
 

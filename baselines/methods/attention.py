@@ -5,6 +5,8 @@ before any normalisation.
 """
 import torch
 
+from baselines.cli import UserError
+
 from .common import (attention_gradients, eye_like, query_row, recorded, rollout_row, row_normalise, valid_pairs,
                      valid_tokens)
 
@@ -17,7 +19,7 @@ def fuse_heads(attn, head_fusion):
         return attn.amax(dim=1)
     if head_fusion == "min":
         return attn.amin(dim=1)
-    raise ValueError(f"unknown head fusion '{head_fusion}' (mean, min, max)")
+    raise UserError(f"unknown head fusion '{head_fusion}' (mean, min, max)")
 
 
 def discard_lowest(fused, ratio, keep_first=True, valid=None):

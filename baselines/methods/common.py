@@ -9,6 +9,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+from baselines.cli import UserError
+
 
 def target_classes(logits, class_index):
     """The class to explain per sample: the predicted top class, or ``class_index`` (an int or ``[B]``)."""
@@ -16,7 +18,7 @@ def target_classes(logits, class_index):
         return logits.argmax(dim=-1)
     target = torch.as_tensor(class_index, device=logits.device).long().expand(logits.shape[0])
     if (target < 0).any() or (target >= logits.shape[-1]).any():
-        raise ValueError(f"class index {target.tolist()} out of range for a model with {logits.shape[-1]} classes")
+        raise UserError(f"class index {target.tolist()} out of range for a model with {logits.shape[-1]} classes")
     return target.clone()
 
 
@@ -52,7 +54,7 @@ def check_precision(model, method, needs):
     half-precision rounding (3 significant digits) into noise in the relevance."""
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     if needs == "relevance" and dtype in HALF_TYPES:
-        raise ValueError(f"method '{method}' propagates LRP relevance, which {dtype} rounding corrupts; "
+        raise UserError(f"method '{method}' propagates LRP relevance, which {dtype} rounding corrupts; "
                          "convert the model with model.float() first")
 
 

@@ -1,8 +1,13 @@
 """One registry of methods for every model, the ``explain`` call and the shared ``--method`` flags."""
 import argparse
 import inspect
+import warnings
 from dataclasses import dataclass
 from typing import Callable
+
+import torch
+
+from baselines.cli import UserError
 
 from . import attention, attnlrp, beyond_intuition, lrp
 from .common import check_precision, full_precision, input_maps, valid_tokens
@@ -65,7 +70,7 @@ def resolve(name):
     """The canonical name of a method or of one of its original aliases."""
     canonical = ALIASES.get(name, name)
     if canonical not in METHODS:
-        raise ValueError(f"unknown method '{name}' (choose from {', '.join(METHOD_NAMES)})")
+        raise UserError(f"unknown method '{name}' (choose from {', '.join(METHOD_NAMES)})")
     return canonical
 
 
@@ -84,11 +89,22 @@ def explain(model, inputs, method, class_index=None, **options):
     validate_options(model, options)
     cls_entry = options.pop("cls_entry", "keep")
     check_precision(model, resolve(method), spec.needs)
+    check_class_index(model, class_index)
     with full_precision():
         result = spec.function(model, inputs, class_index=class_index, **options)
     if result.dim() != 2:
         return result
     return model.token_map(set_cls_entry(result, cls_entry, valid_tokens(model, inputs)))
+
+
+def check_class_index(model, class_index):
+    """A class index outside the model's classes is refused by every method, class-agnostic ones included."""
+    classes = getattr(model, "num_classes", None)
+    if class_index is None or classes is None:
+        return
+    index = torch.as_tensor(class_index).reshape(-1)
+    if ((index < 0) | (index >= classes)).any():
+        raise UserError(f"class index {index.tolist()} out of range for a model with {classes} classes")
 
 
 def check_model(model, method):
@@ -99,7 +115,7 @@ def check_model(model, method):
         what = {"relevance": "LRP relevance propagation (our ViT/DeiT, BERT and CLIP copies)",
                 "values": "value and output projections", "attention": "recorded attention maps"}[needs]
         name = getattr(model, "description", type(model).__name__)
-        raise ValueError(f"method '{method}' needs {what}, which {name} does not provide"
+        raise UserError(f"method '{method}' needs {what}, which {name} does not provide"
                          + (f"; methods that work on it: {', '.join(able)}" if able else ""))
 
 
@@ -187,14 +203,18 @@ def add_method_arguments(parser, default="transformer_attribution", multiple=Fal
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
-def method_options(args):
-    """The options of ``args`` that the chosen method takes (unset ones omitted)."""
+def method_options(args, warn=True):
+    """The options of ``args`` that the chosen method takes (unset ones omitted); with ``warn``, a warning names
+    each given option that the method does not take (it is ignored, never silently)."""
     accepted = METHODS[resolve(args.method)].options
     values = {"start_layer": args.start_layer, "head_fusion": args.head_fusion,
               "discard_ratio": args.discard_ratio, "steps": args.steps,
               "is_ablation": args.is_ablation or None, "gamma": getattr(args, "gamma", None),
               "conv_gamma": getattr(args, "conv_gamma", None)}
     chosen = {k: v for k, v in values.items() if v is not None and k in accepted}
+    ignored = ["--" + k.replace("_", "-") for k, v in values.items() if v is not None and k not in accepted]
+    if warn and ignored:
+        warnings.warn(f"method '{resolve(args.method)}' does not take {', '.join(ignored)}: ignored", stacklevel=2)
     if getattr(args, "cls_entry", None):
         chosen["cls_entry"] = args.cls_entry
     return chosen
@@ -205,11 +225,11 @@ def validate_options(model, options):
     depth = len(model.attention_cores)
     start = options.get("start_layer")
     if start is not None and not 0 <= start < depth:
-        raise ValueError(f"--start-layer {start} out of range for a model with {depth} blocks")
+        raise UserError(f"--start-layer {start} out of range for a model with {depth} blocks")
     if options.get("steps") is not None and options["steps"] < 1:
-        raise ValueError("--steps must be at least 1")
+        raise UserError("--steps must be at least 1")
     if min(options.get("gamma") or 0, options.get("conv_gamma") or 0) < 0:
-        raise ValueError("--gamma and --conv-gamma must be >= 0")
+        raise UserError("--gamma and --conv-gamma must be >= 0")
     ratio = options.get("discard_ratio")
     if ratio is not None and not 0 <= ratio < 1:
-        raise ValueError("--discard-ratio must be in [0, 1)")
+        raise UserError("--discard-ratio must be in [0, 1)")

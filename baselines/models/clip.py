@@ -34,6 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from baselines.cli import UserError
+
 from baselines.methods.interface import LayerModel
 from baselines.relevance import layers as rl
 
@@ -424,7 +426,7 @@ class WordTokenizer:
 def _checked(texts):
     for text in texts:
         if not text.strip():
-            raise ValueError("empty text: every --text needs at least one word")
+            raise UserError("empty text: every --text needs at least one word")
     return texts
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from baselines.cli import UserError, first_line
 from baselines.methods.interface import LayerModel
 from baselines.relevance import layers as rl
 
@@ -213,7 +214,7 @@ class VisionTransformer(LayerModel, nn.Module):
         return row[:, 1:].reshape(row.shape[0], *self.grid)
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model name, checkpoint or download that cannot be used; the message is one line for the user."""
 
 
@@ -248,7 +249,7 @@ def read_checkpoint(path):
     except FileNotFoundError:
         raise ModelError(f"checkpoint not found: {path}") from None
     except Exception as error:
-        raise ModelError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from None
+        raise ModelError(f"cannot read checkpoint {path}: {first_line(error)}") from None
     for key in ("model", "state_dict", "model_state"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -35,7 +35,7 @@ from BERT_rationale_benchmark.models.model_utils import (encode, load_classifier
 from BERT_rationale_benchmark.models.pipeline.training import RESTART, train_classifier  # noqa: E402
 from BERT_rationale_benchmark.utils import DataError, load_datasets, load_flattened_documents  # noqa: E402
 from BERT_rationale_benchmark.words import TOP_K, rationale_record, word_scores  # noqa: E402
-from baselines.cli import default_device, run  # noqa: E402
+from baselines.cli import add_device_argument, positive_int, run  # noqa: E402
 from baselines.methods import METHODS, add_method_arguments, explain, method_options, resolve  # noqa: E402
 from baselines.models.hooked import load_text_classifier  # noqa: E402
 from baselines.safe_load import load_tensors  # noqa: E402
@@ -57,8 +57,8 @@ def parse_args(argv=None):
                              "DistilBERT, ELECTRA) through hooks instead of fine-tuning the params' BERT: no "
                              "training, its own tokenizer encodes the documents (the params still give the classes "
                              "and max_length)")
-    parser.add_argument("--batch-size", type=int, default=8, help="documents explained per batch (default 8)")
-    parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="documents explained per batch (default 8)")
+    add_device_argument(parser)
     add_method_arguments(parser, extra_choices={RANDOM: "random ranking baseline"})
     args = parser.parse_args(argv)
     if args.batch_size < 1:

@@ -1,0 +1,96 @@
+"""One user-error type: what the user got wrong is one line and exit status 2, a programming error keeps its
+traceback; --device names only devices this machine has."""
+import argparse
+
+import pytest
+import torch
+
+from baselines import cli
+from baselines.eval import cli as eval_cli
+from baselines.eval.results import InputError
+from baselines.models import ModelError
+from BERT_rationale_benchmark.utils import DataError
+
+
+def raising(error):
+    def main(*_):
+        raise error
+    return main
+
+
+@pytest.mark.parametrize("error", [cli.UserError("bad flag"), ModelError("bad checkpoint"), InputError("bad file"),
+                                   DataError("bad evidence")])
+def test_user_errors_are_one_line(error, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(raising(error))
+    assert exit_info.value.code == 2 and capsys.readouterr().err == f"error: {error}\n"
+    assert eval_cli.run(raising(error), []) == 2 and capsys.readouterr().err == f"error: {error}\n"
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug"), OSError("a bug"), KeyError("a bug")])
+def test_programming_errors_keep_their_traceback(error):
+    with pytest.raises(type(error)):
+        cli.run(raising(error))
+    with pytest.raises(type(error)):
+        eval_cli.run(raising(error), [])
+
+
+def test_method_errors_are_user_errors():
+    from baselines.methods import explain
+    from tiny_models import ours_from, timm_tiny
+    model = ours_from(timm_tiny(depth=2))
+    images = torch.zeros(1, 3, 64, 64)
+    for options in [{"class_index": 9}, {"start_layer": 5}, {"method": "nothing"}]:
+        with pytest.raises(cli.UserError):
+            explain(model, images, options.pop("method", "rollout"), **options)
+
+
+@pytest.mark.parametrize("text,message", [("tpu", "not a torch device"), ("cuda:99", "CUDA")])
+def test_device_flag_names_only_devices_this_machine_has(text, message, capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_device_argument(parser)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--device", text])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert parser.parse_args(["--device", "cpu"]).device == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_refused(capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_device_argument(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--device", "cuda"])
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_counts_and_sizes_must_be_positive(value, capsys):
+    from baselines.BERT import perturbation_20ng, perturbation_movies
+    common = ["--model_params", "p.json", "--device", "cpu"]
+    for parse, argv in [(perturbation_movies.parse_args, ["--data_dir", "d", "--output_dir", "o", "--limit"]),
+                        (perturbation_20ng.parse_args, ["--data", "d", "--checkpoint", "c", "--num-labels"])]:
+        with pytest.raises(SystemExit) as exit_info:
+            parse([*common, *argv, value])
+        assert exit_info.value.code == 2 and "error: argument" in capsys.readouterr().err
+
+
+def test_zero_byte_checkpoint_is_a_model_error(tmp_path):
+    from baselines.models import create_model
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ModelError, match="cannot read checkpoint"):
+        create_model("deit_tiny_patch16_224", weights=tmp_path / "empty.pth")
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    """A 16-bit gray ramp read for a model is the same ramp in 8 bits (PIL's convert("RGB") made it mostly 255)."""
+    import numpy as np
+    from PIL import Image
+
+    from baselines.data.images import to_rgb
+    ramp = np.arange(0, 65536, 16, dtype=np.uint16).reshape(64, 64)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    with Image.open(tmp_path / "ramp.png") as image:
+        rgb = np.asarray(to_rgb(image))
+    assert rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3)
+    np.testing.assert_array_equal(rgb[..., 0], np.round(ramp.astype(np.float64) * 255 / 65535).astype(np.uint8))
