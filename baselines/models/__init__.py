@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 
 from .bert import create_bert  # noqa: F401
-from .clip import create_clip, is_clip_model
+from .clip import clip_card, create_clip, is_clip_model
 from .vit import (CONFIGS, ModelError, ViTConfig, VisionTransformer, _config_from_timm, load_weights,
                   read_checkpoint, remap_state_dict)
 
@@ -63,10 +63,12 @@ def create_model(name=None, weights=None, pretrained=False, device="cpu", requir
     if card is None and name not in CONFIGS and is_clip_model(name):
         if pretrained:
             raise ModelError("CLIP weights are not downloaded here; pass a local file with --weights")
-        if require_weights and weights is None:
+        shipped = clip_card(name)
+        if require_weights and weights is None and shipped is None:
             raise ModelError(no_weights_message(name))
         model = create_clip(name, weights=weights, device=device)
-        model.weights_source = str(weights) if weights is not None else "random"
+        model.weights_source = (str(weights) if weights is not None else
+                                f"card:{shipped[1]}" if shipped is not None else "random")
         return model
     if card is not None:
         if pretrained:
