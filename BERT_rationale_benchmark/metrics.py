@@ -11,8 +11,10 @@ Definitions followed (jayded/eraserbenchmark ``rationale_benchmark/metrics.py``,
   positive when IoU >= threshold. Micro: TP / #truth spans, TP / #predicted spans, F1 of those. Macro: recall
   averaged over instances with truth, precision over instances with predictions, F1 of the two averages.
 - ``token_soft_metrics`` (with ``soft_rationale_predictions``, one score per token): ``auprc`` = mean over
-  instances of ``auc(recall, precision)`` from sklearn's ``precision_recall_curve``; ``average_precision`` and
-  ``roc_auc_score`` = means of sklearn's scores over the instances whose truth has both classes.
+  instances with at least one evidence token of ``auc(recall, precision)`` from sklearn's
+  ``precision_recall_curve``; ``average_precision`` and ``roc_auc_score`` = means of sklearn's scores over the
+  instances whose truth has both classes. Instances without evidence have nothing to find and are left out (ERASER's
+  code gives them NaN); a metric that no instance can score is ``null``, never NaN.
 - ``classification_scores`` (with ``classification`` / ``classification_scores``): accuracy, sklearn's
   classification report; comprehensiveness / sufficiency = mean of p(predicted class) minus that class's
   probability with the rationale removed / only the rationale kept; the entropy differences and
@@ -33,7 +35,8 @@ from sklearn.metrics import (accuracy_score, auc, average_precision_score, class
                              precision_recall_curve, roc_auc_score)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from BERT_rationale_benchmark.utils import DataError, load_flattened_documents, load_jsonl, load_split  # noqa: E402
+from BERT_rationale_benchmark.utils import (DataError, load_flattened_documents, load_jsonl, load_split,  # noqa: E402
+                                            verify_evidence)
 from baselines.cli import run  # noqa: E402
 
 
@@ -136,12 +139,14 @@ def score_soft_tokens(pairs):
     auprcs, aps, rocs = [], [], []
     for truth, scores in pairs:
         truth = [int(t) for t in truth]
+        if sum(truth) == 0:
+            continue
         precision, recall, _ = precision_recall_curve(truth, scores)
         auprcs.append(auc(recall, precision))
-        if 0 < sum(truth) < len(truth):
+        if sum(truth) < len(truth):
             aps.append(average_precision_score(truth, scores))
             rocs.append(roc_auc_score(truth, scores))
-    mean = lambda values: float(np.mean(values)) if values else float("nan")  # noqa: E731
+    mean = lambda values: float(np.mean(values)) if values else None  # noqa: E731
     return {"auprc": mean(auprcs), "average_precision": mean(aps), "roc_auc_score": mean(rocs)}
 
 
@@ -284,6 +289,7 @@ def main(argv=None):
     docids |= {e.docid for a in annotations for e in a.all_evidences()}
     documents = load_flattened_documents(args.data_dir, {d for d in docids if isinstance(d, str)})
     verify_instances(instances, documents)
+    verify_evidence(annotations, documents)
     if args.strict and not (args.iou_thresholds and "classification" in instances[0]):
         raise DataError("--strict needs --iou_thresholds and a 'classification' in every result")
     scores = score(instances, annotations, documents, args.iou_thresholds, args.aopc_thresholds)

@@ -89,11 +89,25 @@ def annotation_from_dict(record, where="annotation"):
         for evidence in group:
             if not isinstance(evidence, dict) or not {"docid", "start_token", "end_token"} <= set(evidence):
                 raise DataError(f"{where}: not an ERASER annotation (an evidence needs docid, start_token, end_token)")
+            if not all(type(evidence[k]) is int for k in ("start_token", "end_token")):
+                raise DataError(f"{where}: evidence offsets must be integers, not {evidence['start_token']!r}, "
+                                f"{evidence['end_token']!r}")
         evidences.append(tuple(Evidence(**{k: e[k] for k in EVIDENCE_FIELDS if k in e}) for e in group))
     docids = record.get("docids")
     return Annotation(annotation_id=str(record["annotation_id"]), query=record.get("query", ""),
                       evidences=tuple(evidences), classification=record["classification"],
                       query_type=record.get("query_type"), docids=tuple(docids) if docids else None)
+
+
+def verify_evidence(annotations, documents):
+    """Every evidence span ``[start_token, end_token)`` is non-empty and lies inside its document, else a
+    ``DataError`` naming it (a span past the end would silently score as a shorter one)."""
+    for annotation in annotations:
+        for evidence in annotation.all_evidences():
+            length = len(documents[evidence.docid])
+            if not 0 <= evidence.start_token < evidence.end_token <= length:
+                raise DataError(f"annotation {annotation.annotation_id!r}: evidence [{evidence.start_token}, "
+                                f"{evidence.end_token}) is outside document {evidence.docid!r} of {length} tokens")
 
 
 def annotations_from_jsonl(path):

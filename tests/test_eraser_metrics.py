@@ -150,3 +150,25 @@ def test_command_line_rejects_bad_results(folder, capsys, result, message):
 def test_missing_data_folder_is_one_line(tmp_path):
     with pytest.raises(DataError, match="data folder .* does not exist"):
         metrics.main(["--data_dir", str(tmp_path / "none"), "--split", "test", "--results", __file__])
+
+
+def test_instances_without_evidence_give_no_nan():
+    pairs = [([False, False, False], [0.3, 0.2, 0.1])]
+    assert metrics.score_soft_tokens(pairs) == {"auprc": None, "average_precision": None, "roc_auc_score": None}
+    with_evidence = [([True, False, True, False], [0.9, 0.8, 0.3, 0.1])]
+    assert metrics.score_soft_tokens(pairs + with_evidence) == metrics.score_soft_tokens(with_evidence)
+
+
+def test_evidence_outside_its_document_or_with_string_offsets_is_refused():
+    from BERT_rationale_benchmark.utils import DataError, verify_evidence
+    documents = {"a": ["w"] * 5}
+    inside = annotation_from_dict({"annotation_id": "a", "classification": "POS", "evidences": [
+        [{"docid": "a", "start_token": 3, "end_token": 5, "text": "w"}]]})
+    verify_evidence([inside], documents)
+    past = annotation_from_dict({"annotation_id": "a", "classification": "POS", "evidences": [
+        [{"docid": "a", "start_token": 3, "end_token": 6, "text": "w"}]]})
+    with pytest.raises(DataError, match=r"evidence \[3, 6\) is outside document 'a' of 5 tokens"):
+        verify_evidence([past], documents)
+    with pytest.raises(DataError, match="offsets must be integers"):
+        annotation_from_dict({"annotation_id": "a", "classification": "POS", "evidences": [
+            [{"docid": "a", "start_token": "3", "end_token": 5, "text": "w"}]]})
