@@ -131,6 +131,26 @@ def test_bad_input_one_line_and_nonzero_exit(data, tiny, tmp_path, capsys):
     assert hdf5.read_bytes() == before
 
 
+def test_perturbation_refuses_unfinished_files_bad_maps_and_labels(data, tiny, tmp_path, capsys):
+    hdf5 = tmp_path / "rollout.hdf5"
+    assert run(GENERATE, "--method", "rollout", "--imagenet-validation-path", data / "imagenet", "--limit", 2,
+               "--output", hdf5, model=tiny) == 0
+    with h5py.File(hdf5, "r") as f:
+        assert f.attrs["complete"]
+    damage = {"unfinished": lambda f: f.attrs.__setitem__("complete", False),
+              "NaN or infinite": lambda f: f["vis"].__setitem__((0, 0, 0, 0), np.nan),
+              "outside the model's 10 classes": lambda f: f["target"].__setitem__(0, 10)}
+    capsys.readouterr()
+    for message, change in damage.items():
+        copy = tmp_path / "copy.hdf5"
+        copy.write_bytes(hdf5.read_bytes())
+        with h5py.File(copy, "r+") as f:
+            change(f)
+        assert run(PERTURBATION, "--method", "rollout", "--input", copy, "--output", tmp_path / "p", model=tiny) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+        assert last.startswith("error: ") and message in last, last
+
+
 @pytest.mark.numerics
 def test_batched_perturbation_equals_per_image_loop(tiny, device, float64):
     """float64, so that the hits (argmax over logits) are exact whatever the CPU's float32 rounding."""

@@ -88,6 +88,15 @@ def evaluate_batch(model, images, vis, target, neg, explained=None):
     return torch.cat(columns, 1).cpu().double().numpy()
 
 
+def check_batch(path, vis, target, num_classes):
+    """Maps must be finite and labels among the model's classes: either would give a wrong AUC, not an error."""
+    if not torch.isfinite(vis).all():
+        raise InputError(f"{path} holds maps with NaN or infinite values")
+    if ((target < 0) | (target >= num_classes)).any():
+        raise InputError(f"{path} holds labels outside the model's {num_classes} classes "
+                         f"({int(target.min())}..{int(target.max())})")
+
+
 def explained_classes(model, images, target, args):
     """The class each map explains: the clean prediction (--vis-class top), the label (target) or --class-id."""
     if args.vis_class == "target":
@@ -126,6 +135,7 @@ def evaluate(args, dist, model=None):
         for _, images, vis, target in tqdm(data, disable=dist.rank != 0, desc=f"{args.method} perturbation"):
             device = dist.device
             images, target = images.to(device, non_blocking=True), target.to(device).long()
+            check_batch(path, vis, target, model.num_classes)
             explained = None if args.no_abpc else explained_classes(model, images, target, args)
             records.append(evaluate_batch(model, images, vis.to(device, non_blocking=True), target, args.neg,
                                           explained))

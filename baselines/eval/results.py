@@ -97,6 +97,7 @@ class ResultsWriter:
             f.create_dataset("target", data=self.targets)
             f.create_dataset("index", data=self.indices)
             f.attrs["settings"] = _describe(self.settings)
+            f.attrs["complete"] = False
             for key in ("method", "vis_class", "class_id", "model"):
                 f.attrs[key] = str(self.settings.get(key))
         os.replace(self.partial + ".tmp", self.partial)
@@ -144,6 +145,8 @@ class ResultsWriter:
         missing = self.num_batches - len(self._journaled() & set(range(self.num_batches)))
         if missing:
             raise RuntimeError(f"{self.partial}: {missing} batches are missing")
+        with h5py.File(self.partial, "r+") as f:
+            f.attrs["complete"] = True
         if compression:
             _repack(self.partial, compression)
         os.replace(self.partial, self.path)
@@ -200,6 +203,8 @@ def check_results(path, method=None, canonical=lambda name: name):
             attrs = {key: value for key, value in f.attrs.items()}
     except OSError as error:
         raise InputError(f"{path}: not a readable HDF5 file ({str(error).splitlines()[0]})") from None
+    if not attrs.get("complete", True):
+        raise InputError(f"{path} is an unfinished results file; rerun generate_visualizations.py to complete it")
     written = attrs.get("method")
     if method is not None and written is not None and canonical(str(written)) != canonical(method):
         raise InputError(f"{path} was written by method {written}, not {method}")
