@@ -103,7 +103,7 @@ def test_report_equals_the_individual_scripts(reference, tmp_path):
     f1 = summarize.collect(load_split(str(data / "eraser_movies"), "test"), [tmp_path / "bert" / "attn_last_layer"],
                            TOP_K)["attn_last_layer"]
     assert numbers["eraser/attn_last_layer"]["result"]["token_f1"] == {str(k): v for k, v in f1.items()}
-    perturbation_movies.main(text + ["--splits", "test", "val", "--batch-size", "4"])
+    perturbation_movies.main(text + ["--splits", "test", "--batch-size", "4"])
     movies = json.loads((tmp_path / "bert" / "attn_last_layer" / "perturbation_positive.json").read_text())
     assert numbers["bert-perturbation/attn_last_layer/pos"]["result"] == movies
 
@@ -116,7 +116,7 @@ def test_changed_setting_and_unreadable_record_rerun_only_their_steps(reference,
     assert reproduce.main(argv) == 0
     assert ran(output) == set() and report(output) == report(reference["output"])
     (output / "steps" / "segmentation__rollout.json").write_text('{"key": "segmentation/rol')
-    argv += ["--perturbation-docs", "3"]
+    argv += ["--perturbation-docs", "1"]
     assert reproduce.main(argv) == 0
     assert ran(output) == {f"bert-perturbation/{m}/{s}" for m in METHODS for s in ("pos", "neg")} | {
         "segmentation/rollout"}
@@ -126,7 +126,7 @@ def test_changed_setting_and_unreadable_record_rerun_only_their_steps(reference,
     assert {k: v for k, v in numbers.items() if not k.startswith("bert-perturbation")} == {
         k: v if k != "segmentation/rollout" else dict(v, note=numbers[k]["note"])
         for k, v in before.items() if not k.startswith("bert-perturbation")}
-    assert numbers["bert-perturbation/rollout/pos"]["result"]["documents"] == 3
+    assert numbers["bert-perturbation/rollout/pos"]["result"]["documents"] == 1
 
 
 def test_missing_inputs_named_one_per_line(tmp_path, capsys):

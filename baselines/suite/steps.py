@@ -15,7 +15,7 @@ from BERT_rationale_benchmark.words import TOP_K
 from baselines.BERT import perturbation_movies
 from baselines.ViT import generate_visualizations, imagenet_seg_eval, pertubation_eval_from_hdf5
 from baselines.eval import cli
-from baselines.suite.suites import file_digest, hdf5_path
+from baselines.suite.suites import hdf5_path
 
 SEGMENTATION_KEYS = ("num_images", "pixel_accuracy", "mean_ap", "mean_iou", "mean_f1")
 PERTURBATION_KEYS = ("num_images", "steps", "accuracy", "auc", "auc_ti", "abpc_logit", "abpc_prob")
@@ -161,8 +161,7 @@ def finetune(context, step):
         shutil.copyfile(context.config.bert_checkpoint, folder / "classifier.pt")
     context.__dict__.pop("bert_data", None)
     data = context.bert_data
-    return {"checkpoint_sha256": file_digest(data.checkpoint), "documents": len(data.encodings),
-            "truncated": data.truncated}
+    return {"documents": len(data.encodings), "truncated": data.truncated}
 
 
 def eraser(context, step):
