@@ -2,7 +2,7 @@
 import open_clip
 import torch
 
-from baselines.models.clip import CLIPConfig, clip_from_state, openai_layout
+from baselines.models.clip import CLIPConfig, WordTokenizer, clip_from_state, openai_layout
 
 VOCAB = 50
 CONTEXT = 12
@@ -34,7 +34,8 @@ def open_clip_tiny(quick_gelu=True, seed=0, depth=2, lively=False, offset=0.0, h
 def ours_from(reference, quick_gelu=True):
     """Our CLIP with the open_clip model's weights."""
     base = CLIPConfig(vision_width=64, vision_heads=2, text_width=64, text_heads=2, quick_gelu=quick_gelu)
-    return clip_from_state(openai_layout(reference.state_dict()), base)
+    words = ["<pad>", "<unk>"] + [f"w{i}" for i in range(VOCAB - 4)] + ["<start>", "<end>"]
+    return clip_from_state(openai_layout(reference.state_dict()), base, tokenizer=WordTokenizer(words, CONTEXT))
 
 
 def token_ids(lengths, seed=0):
