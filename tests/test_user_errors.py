@@ -1,6 +1,7 @@
 """One user-error type: what the user got wrong is one line and exit status 2, a programming error keeps its
 traceback; --device names only devices this machine has."""
 import argparse
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,3 +95,20 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
         rgb = np.asarray(to_rgb(image))
     assert rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3)
     np.testing.assert_array_equal(rgb[..., 0], np.round(ramp.astype(np.float64) * 255 / 65535).astype(np.uint8))
+
+
+def test_bert_folder_without_tokenizer_files_is_refused(tmp_path):
+    """AutoTokenizer builds a 5-token vocabulary from such a folder: every word would be [UNK]."""
+    import importlib.util
+
+    from BERT_rationale_benchmark.models import model_utils
+    from tiny_bert import hf_tiny
+    hf_tiny().save_pretrained(tmp_path / "bert")
+    with pytest.raises(ModelError, match="no tokenizer vocabulary"):
+        model_utils.load_tokenizer({"bert_vocab": str(tmp_path / "bert")})
+    path = Path(__file__).resolve().parents[1] / "baselines" / "BERT" / "explain.py"
+    spec = importlib.util.spec_from_file_location("bert_explain", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(ModelError, match="no tokenizer vocabulary"):
+        script.load_tokenizer(str(tmp_path / "bert"))

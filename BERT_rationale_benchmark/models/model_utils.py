@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from BERT_rationale_benchmark.utils import DataError
+from baselines.models.bert import check_vocabulary
 
 REQUIRED = {"max_length": int, "bert_vocab": str, "bert_dir": str, "evidence_classifier": dict}
 CLASSIFIER_REQUIRED = {"classes": list, "batch_size": int, "epochs": int, "patience": int, "lr": (int, float)}
@@ -81,7 +82,7 @@ def load_tokenizer(params):
                         "bert_vocab in the params file to a local folder") from None
     if not tokenizer.is_fast:
         raise DataError(f"the tokenizer '{source}' has no fast version (needed for word offsets)")
-    return tokenizer
+    return check_vocabulary(tokenizer, source)
 
 
 def encode(tokenizer, text, max_length):

@@ -18,6 +18,7 @@ import torch  # noqa: E402
 from baselines.cli import UserError, add_device_argument, positive_int, run  # noqa: E402
 from baselines.methods import add_method_arguments, explain, method_options, resolve  # noqa: E402
 from baselines.models import create_bert, create_model  # noqa: E402
+from baselines.models.bert import check_vocabulary  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -71,9 +72,10 @@ def read_texts(args):
 def load_tokenizer(model_dir):
     from transformers import AutoTokenizer
     try:
-        return AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except Exception as error:
         raise UserError(f"cannot load a tokenizer from {model_dir}: {str(error).splitlines()[0][:160]}") from None
+    return check_vocabulary(tokenizer, model_dir)
 
 
 def encode(tokenizer, texts, max_length):

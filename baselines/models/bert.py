@@ -197,6 +197,15 @@ class BertBody(nn.Module):
         self.pooler = Pooler(c)
 
 
+def check_vocabulary(tokenizer, source):
+    """A tokenizer that knows only its special tokens (what ``AutoTokenizer`` builds from a model folder without
+    tokenizer files) would turn every word into ``[UNK]``: a ``ModelError`` instead."""
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise ModelError(f"{source} has no tokenizer vocabulary (only {len(tokenizer)} special tokens): copy the "
+                         "tokenizer files (vocab.txt or tokenizer.json) into it")
+    return tokenizer
+
+
 def text_classifier_defaults(depth):
     """Each method's options that follow the original BERT code, for a text classifier of ``depth`` layers
     (see ``BertClassifier``; also used for Hugging Face encoders wrapped through hooks)."""
