@@ -365,12 +365,15 @@ class OpenAITokenizer:
     """OpenAI's byte-pair tokenizer (open_clip's copy of it): ``<start> tokens <end>``, zero padding; a text too
     long for the context keeps its first ``context_length - 2`` tokens."""
 
-    def __init__(self, context_length=77):
+    def __init__(self, context_length=77, vocab_size=OPENAI_VOCABULARY):
         from open_clip.tokenizer import SimpleTokenizer
         self.bpe = SimpleTokenizer(context_length=context_length)
-        self.context_length = context_length
+        self.context_length, self.vocab_size = context_length, vocab_size
 
     def __call__(self, texts):
+        if self.vocab_size < OPENAI_VOCABULARY:
+            raise ValueError(f"this CLIP's vocabulary has {self.vocab_size} tokens, not OpenAI's {OPENAI_VOCABULARY}: "
+                             "load it through its model card (--model CARD.json), which names its tokenizer")
         ids = torch.zeros(len(texts), self.context_length, dtype=torch.long)
         tokens, truncated = [], []
         for row, text in enumerate(_checked(texts)):
@@ -758,10 +761,7 @@ def clip_from_state(state, base=None, tokenizer=None):
     """Our CLIP (eval mode) from an OpenAI-layout state dict; ``base`` gives what the weights cannot tell
     (see ``config_from_state``); the tokenizer defaults to OpenAI's."""
     config = config_from_state(state, base)
-    if tokenizer is None and config.vocab_size < OPENAI_VOCABULARY:
-        raise ModelError(f"this CLIP's vocabulary has {config.vocab_size} tokens, not OpenAI's {OPENAI_VOCABULARY}: "
-                         "load it through its model card (--model CARD.json), which names its tokenizer")
-    model = CLIP(config, tokenizer or OpenAITokenizer(config.context_length))
+    model = CLIP(config, tokenizer or OpenAITokenizer(config.context_length, config.vocab_size))
     load_weights(model, ours_from_openai(state))
     return model.eval()
 
