@@ -5,24 +5,38 @@ import torch
 from .common import (attention_gradients, batch_size, eye_like, gradients, map_batch, query_row, recorded, rollout_row,
                      target_classes, valid_pairs, valid_tokens)
 
-IG_CHUNK = 64
-"""Scaled inputs per forward of the integrated-gradient loop (bounds memory, results do not depend on it)."""
+IG_MEMORY_BUDGET = 2 ** 30
+"""Bytes that one forward of the integrated-gradient loop may use (Captum's ``internal_batch_size`` idea: bounds
+memory; results do not depend on it)."""
+
+ATTENTION_COPIES = 8
+"""Working memory of one scaled input, in attention maps: scores, probabilities, their gradients and the
+block's activations (generous for short sequences, where the hidden states weigh as much as the maps)."""
 
 
-def integrated_attention_gradient(model, inputs, target, steps):
+def ig_chunk_size(map_shape, dtype):
+    """Scaled inputs per forward: ``IG_MEMORY_BUDGET // (ATTENTION_COPIES * H * N * N * itemsize)``, at least 1
+    (``map_shape`` = one sample's attention map, ``H x N x N``)."""
+    per_input = ATTENTION_COPIES * map_shape.numel() * torch.empty((), dtype=dtype).element_size()
+    return max(1, IG_MEMORY_BUDGET // per_input)
+
+
+def integrated_attention_gradient(model, inputs, target, steps, map_shape):
     """``W = mean_h clamp(mean_alpha G_last(alpha x), 0)`` (query row, ``[B, N]``), ``alpha`` in
     ``linspace(0, 1, steps)``; the path scales what the model's ``input_scale`` scales (a ViT's normalised image,
-    a BERT's embedding output)."""
+    a BERT's embedding output). Scaled inputs run in chunks that fit ``IG_MEMORY_BUDGET`` (``map_shape``: one
+    sample's attention map)."""
     count = batch_size(inputs)
     dtype = next(model.parameters()).dtype
+    chunk_size = ig_chunk_size(map_shape, dtype)
     alphas = torch.linspace(0, 1, steps, dtype=dtype, device=target.device)
     repeated = map_batch(inputs, lambda t: t.repeat_interleave(steps, dim=0))
     scales = alphas.repeat(count)
     targets = target.repeat_interleave(steps)
     query = model.query_rows(inputs).repeat_interleave(steps, dim=0)
     rows, last = [], len(model.attention_cores) - 1
-    for start in range(0, count * steps, IG_CHUNK):
-        chunk = slice(start, start + IG_CHUNK)
+    for start in range(0, count * steps, chunk_size):
+        chunk = slice(start, start + chunk_size)
         with recorded(model, map_batch(repeated, lambda t: t[chunk]), with_grad=True, first_block=last,
                       input_scale=scales[chunk]) as (logits, maps):
             (grad,) = gradients(logits, targets[chunk], maps[-1:])
@@ -50,7 +64,7 @@ def beyond_intuition_h(model, inputs, class_index=None, start_layer=3, steps=20)
         fused = (importance[:, :, None, None] * attn).sum(dim=1)
         matrices.append(fused + eye_like(fused))
     relevance = rollout_row(matrices, model.query_rows(inputs))
-    return integrated_attention_gradient(model, inputs, target, steps) * relevance
+    return integrated_attention_gradient(model, inputs, target, steps, maps[-1].shape[1:]) * relevance
 
 
 def beyond_intuition_t(model, inputs, class_index=None, start_layer=6, steps=20, absolute=True):
@@ -71,4 +85,5 @@ def beyond_intuition_t(model, inputs, class_index=None, start_layer=6, steps=20,
             matrices.append(weighted + eye_like(weighted))
         relevance = rollout_row(matrices, model.query_rows(inputs))
         relevance = relevance.abs() if absolute else relevance
-    return integrated_attention_gradient(model, inputs, target, steps) * relevance
+        map_shape = maps[-1].shape[1:]
+    return integrated_attention_gradient(model, inputs, target, steps, map_shape) * relevance

@@ -24,7 +24,7 @@ def transformer_attribution(model, inputs, class_index=None, start_layer=1, row_
             cores = model.attention_cores[start_layer:]
             matrices = []
             for core, grad in zip(cores, grads):
-                cam = (grad * core.attn_relevance).clamp(min=0).mean(dim=1)
+                cam = grad.mul_(core.attn_relevance).clamp_(min=0).mean(dim=1)
                 cam = cam + eye_like(cam)
                 matrices.append(row_normalise(cam) if row_normalize else cam)
     return rollout_row(matrices, model.query_rows(inputs))

@@ -81,21 +81,15 @@ class Dropout(PassThrough, nn.Dropout):
 
 
 class Linear(RelevanceLayer, nn.Linear):
-    """``y = x W^T + b``; relevance by the composite's linear rule (bias excluded)."""
+    """``y = x W^T + b``; relevance by the composite's linear rule (bias excluded). The rules take the weight
+    as it is (sign splits are computed per call, never cached: no copies of the weights stay in memory)."""
 
     def forward(self, x):
         self.keep(x=x)
         return F.linear(x, self.weight, self.bias)
 
-    def signed_weight(self):
-        """``(W+, W-)``, cached until the weight changes."""
-        key = (self.weight.data_ptr(), self.weight._version, self.weight.dtype, self.weight.device)
-        if getattr(self, "_signed_key", None) != key:
-            self._signed, self._signed_key = rules.signed(self.weight.detach()), key
-        return self._signed
-
     def relprop(self, R, composite):
-        return composite.linear(self.saved["x"], self.signed_weight(), R)
+        return composite.linear(self.saved["x"], self.weight.detach(), R)
 
 
 class PatchConv(RelevanceLayer, nn.Conv2d):
@@ -155,7 +149,9 @@ class AttentionCore(RelevanceLayer):
     While recording, the attention probabilities ``A`` are materialised and kept (``self.attn``); with gradients
     enabled they always require grad (a leaf when nothing before them does, e.g. with frozen weights), so methods
     can take gradients with respect to them. Otherwise the fused kernel runs.
-    ``relprop`` follows TE: ``(R_A, R_v) = matmul rule on A v``, both halved; the softmax passes relevance;
+    The kept ``q, k, v`` are the caller's tensors (views of the projections' outputs, no copies).
+    ``relprop`` follows TE: ``(R_A, R_v) = matmul rule on A v``, both halved (the halving of ``R`` before the
+    rule is exact); the softmax passes relevance;
     with an additive ``mask`` (TE's BERT), the composite's add rule on ``scaled scores + mask`` keeps the scores'
     share; ``(R_q, R_k) = matmul rule on q k^T`` (unscaled), both halved. ``R_A`` is kept as
     ``self.attn_relevance``.
@@ -168,7 +164,6 @@ class AttentionCore(RelevanceLayer):
     def forward(self, q, k, v, mask=None):
         if not self.recording:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         scores = (q @ k.transpose(-1, -2)) * self.scale
         if mask is not None:
             scores = scores + mask
@@ -188,13 +183,14 @@ class AttentionCore(RelevanceLayer):
 
     def relprop(self, R, composite, stop_at_attention=False):
         q, k, v, attn = (self.saved[n] for n in ("q", "k", "v", "attn"))
-        R_attn, R_v = (r / 2 for r in rules.matmul(attn, v, R))
+        R_attn, R_v = rules.matmul(attn, v, R / 2)
         self.saved["attn_relevance"] = R_attn
         if stop_at_attention:
             return None
-        R_scores = R_attn
+        R_scores, product = R_attn, None
         mask = self.saved["mask"]
         if mask is not None:
-            R_scores = composite.add([(q @ k.transpose(-1, -2)) * self.scale, mask], R_attn)[0]
-        R_q, R_kt = (r / 2 for r in rules.matmul(q, k.transpose(-1, -2), R_scores))
+            product = q @ k.transpose(-1, -2)
+            R_scores = composite.add([product * self.scale, mask], R_attn)[0]
+        R_q, R_kt = (r / 2 for r in rules.matmul(q, k.transpose(-1, -2), R_scores, product))
         return R_q, R_kt.transpose(-1, -2), R_v

@@ -12,42 +12,46 @@ import torch.nn.functional as F
 EPS = 1e-9
 
 
-def safe_divide(a, b):
+def safe_divide(a, b, reuse=False):
     """``a / (b + 1e-9)``, and exactly 0 where ``b == 0`` (TE's stabiliser, sign-agnostic; a denominator that
-    lands on exactly 0 becomes 1e-9)."""
-    den = b + EPS
+    lands on exactly 0 becomes 1e-9). With ``reuse``, the caller's temporary ``b`` holds the result."""
+    zero = b == 0
+    den = b.add_(EPS) if reuse else b + EPS
     den.masked_fill_(den == 0, EPS)
-    return (a / den).masked_fill_(b == 0, 0.0)
+    fits = den.shape == torch.broadcast_shapes(a.shape, den.shape)
+    return (torch.div(a, den, out=den) if fits else a / den).masked_fill_(zero, 0.0)
 
 
 def _split_signs(x):
     return x.clamp(min=0), x.clamp(max=0)
 
 
-def signed(weight):
-    """``(W+, W-)``: the positive and negative parts of a weight, as the linear rules take it."""
-    return _split_signs(weight)
+def _divide_nonnegative(R, Z):
+    """``safe_divide(R, Z)`` for ``Z >= 0`` (its denominator is never 0), written into the temporary ``Z``."""
+    zero = Z == 0
+    return torch.div(R, Z.add_(EPS), out=Z).masked_fill_(zero, 0.0)
 
 
-def linear_zplus(x, signed_weight, R):
+def linear_zplus(x, weight, R):
     """Conservative z+ rule (TE ``layers_ours``, alpha = 1, beta = 0), bias excluded:
 
     ``Z = x+ W+^T + x- W-^T``;  ``S = R / Z``;  ``R_in = x+ * (S W+) + x- * (S W-)``.
     """
     xp, xn = _split_signs(x)
-    wp, wn = signed_weight
-    S = safe_divide(R, F.linear(xp, wp) + F.linear(xn, wn))
+    wp, wn = _split_signs(weight)
+    S = _divide_nonnegative(R, F.linear(xp, wp).add_(F.linear(xn, wn)))
     return (S @ wp).mul_(xp).addcmul_(S @ wn, xn)
 
 
-def linear_alpha1_separate(x, signed_weight, R):
+def linear_alpha1_separate(x, weight, R):
     """TE ``layers_lrp`` linear rule with alpha = 1: each sign part normalised on its own (not conservative):
 
     ``R_in = x+ * ((R / x+W+^T) W+) + x- * ((R / x-W-^T) W-)``.
     """
     xp, xn = _split_signs(x)
-    wp, wn = signed_weight
-    return (safe_divide(R, F.linear(xp, wp)) @ wp).mul_(xp).addcmul_(safe_divide(R, F.linear(xn, wn)) @ wn, xn)
+    wp, wn = _split_signs(weight)
+    out = (_divide_nonnegative(R, F.linear(xp, wp)) @ wp).mul_(xp)
+    return out.addcmul_(_divide_nonnegative(R, F.linear(xn, wn)) @ wn, xn)
 
 
 def conv_zbeta(x, weight, stride, padding, R):
@@ -78,7 +82,11 @@ def conv_zbeta(x, weight, stride, padding, R):
 def gradient_x_input(inputs, R, total=None):
     """LRP-0 for a sum ``Z = sum_i x_i``: ``R_i = x_i * R / Z`` (TE ``RelPropSimple`` on ``Add``); ``total`` is
     ``Z`` when the caller kept it."""
-    S = safe_divide(R, sum(inputs) if total is None else total)
+    if total is None:
+        total = sum(inputs[1:], inputs[0])
+        S = safe_divide(R, total, reuse=len(inputs) > 1)
+    else:
+        S = safe_divide(R, total)
     return [x * S for x in inputs]
 
 
@@ -93,24 +101,25 @@ def add_normalised(inputs, R, total=None):
     a_sum, b_sum = _per_sample_sum(a), _per_sample_sum(b)
     total = a_sum.abs() + b_sum.abs()
     r_sum = _per_sample_sum(R)
-    a = a * safe_divide(safe_divide(a_sum.abs(), total) * r_sum, a_sum)
-    b = b * safe_divide(safe_divide(b_sum.abs(), total) * r_sum, b_sum)
+    a.mul_(safe_divide(safe_divide(a_sum.abs(), total) * r_sum, a_sum))
+    b.mul_(safe_divide(safe_divide(b_sum.abs(), total) * r_sum, b_sum))
     return [a, b]
 
 
 def clone(x, Rs):
     """Merge the relevance of ``n`` uses of ``x``: ``R_in = x * sum_i R_i / x`` (TE ``Clone``; the sum of the
     quotients is taken as the quotient of the sum)."""
-    return x * safe_divide(sum(Rs), x)
+    return safe_divide(sum(Rs[1:], Rs[0]), x).mul_(x)
 
 
-def matmul(a, b, R):
-    """LRP-0 for ``Z = a @ b``: ``R_a = a * (S b^T)``, ``R_b = b * (a^T S)`` with ``S = R / Z``.
+def matmul(a, b, R, product=None):
+    """LRP-0 for ``Z = a @ b``: ``R_a = a * (S b^T)``, ``R_b = b * (a^T S)`` with ``S = R / Z`` (``product``:
+    ``a @ b`` when the caller has it; it is overwritten).
 
     Each operand receives about the whole relevance; the attention code halves both (TE's normalisation).
     """
-    S = safe_divide(R, a @ b)
-    return a * (S @ b.transpose(-1, -2)), b * (a.transpose(-1, -2) @ S)
+    S = safe_divide(R, a @ b if product is None else product, reuse=True)
+    return (S @ b.transpose(-1, -2)).mul_(a), (a.transpose(-1, -2) @ S).mul_(b)
 
 
 def select_token(x, rows, R):
