@@ -66,3 +66,11 @@ def _threads_and_seed():
     """Every test starts with ``THREADS`` intra-op threads and the global seed 0."""
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread (tiny models, where threads only wait on each other), restored after."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(THREADS)

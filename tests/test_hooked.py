@@ -42,14 +42,7 @@ def assert_close(a, b, rtol=1e-5):
     assert (a - b).abs().max() <= rtol * b.abs().max(), (a - b).abs().max() / b.abs().max()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Each test: seed 0, one thread (these models are tiny; threads only wait on each other), restored after."""
-    threads = torch.get_num_threads()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_timm_deit_through_hooks_equals_our_vit():

@@ -16,14 +16,7 @@ from tiny_models import ours_from, timm_tiny
 FAST = {"beyond_intuition_h": {"steps": 2}, "beyond_intuition_t": {"steps": 2}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Seed 0 and one thread (tiny models), restored after."""
-    threads = torch.get_num_threads()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def models():

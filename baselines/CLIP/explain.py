@@ -15,12 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
 from torchvision import transforms  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from baselines.cli import UserError, default_device, run  # noqa: E402
-from baselines.data.images import to_rgb  # noqa: E402
+from baselines.data.images import read_images  # noqa: E402
 from baselines.methods import METHODS, add_method_arguments, method_options, pixel_maps, resolve_many  # noqa: E402
 from baselines.models.clip import create_clip, explain_pairs  # noqa: E402
 from baselines.visualize import save_clip_panel  # noqa: E402
@@ -70,16 +69,9 @@ def parse_args(argv=None):
 
 def load_images(paths, size):
     """CLIP's preprocessing before normalisation: bicubic resize of the short side, centre crop, [0, 1] tensors."""
-    prepare = transforms.Compose([transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
-                                  transforms.CenterCrop(size), transforms.ToTensor()])
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                images.append(prepare(to_rgb(image)))
-        except (OSError, UnidentifiedImageError) as error:
-            raise UserError(f"cannot read image {path}: {error.__class__.__name__}") from None
-    return torch.stack(images)
+    return read_images(paths, transforms.Compose([
+        transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(size),
+        transforms.ToTensor()]))
 
 
 def main(argv=None):

@@ -13,12 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
 from torchvision import transforms  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from baselines.cli import UserError, add_model_arguments, load_model, positive_int, run  # noqa: E402
-from baselines.data.images import to_rgb  # noqa: E402
+from baselines.data.images import read_images  # noqa: E402
 from baselines.methods import (METHODS, add_method_arguments, explain, method_options, pixel_maps,  # noqa: E402
                                resolve_many, supported_methods)
 from baselines.visualize import save_overlay, save_panel  # noqa: E402
@@ -44,15 +43,7 @@ def parse_args(argv=None):
 
 def load_images(paths, size):
     """Images resized to ``size`` x ``size``, as [0, 1] tensors ``[N, 3, size, size]``."""
-    to_tensor = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                images.append(to_tensor(to_rgb(image)))
-        except (OSError, UnidentifiedImageError) as error:
-            raise UserError(f"cannot read image {path}: {error.__class__.__name__}") from None
-    return torch.stack(images)
+    return read_images(paths, transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()]))
 
 
 def class_name(model, index):

@@ -1,6 +1,9 @@
 """Reading the user's images as the models expect them: 8-bit RGB."""
 import numpy as np
-from PIL import Image
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from baselines.cli import UserError
 
 WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
 """PIL modes of 16-bit grayscale images (PNG, TIFF) and the value of white in them. PIL's ``convert("RGB")``
@@ -14,3 +17,15 @@ def to_rgb(image):
         values = np.asarray(image, dtype=np.float64)
         image = Image.fromarray(np.clip(np.round(values * 255 / white), 0, 255).astype(np.uint8), "L")
     return image.convert("RGB")
+
+
+def read_images(paths, prepare):
+    """``prepare`` (PIL RGB image -> tensor) applied to each image file, stacked; an unreadable file is one line."""
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                images.append(prepare(to_rgb(image)))
+        except (OSError, UnidentifiedImageError) as error:
+            raise UserError(f"cannot read image {path}: {error.__class__.__name__}") from None
+    return torch.stack(images)
