@@ -17,7 +17,12 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path):
+def _save(figure, path, curves=()):
+    """Write ``figure`` (tight layout) to ``path``; each axis of ``curves`` gets a light grid and a legend."""
+    for axis in curves:
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90, metadata={"Software": None})
     _pyplot().close(figure)
@@ -36,10 +41,7 @@ def perturbation_curves(report, path):
             if run:
                 axis.plot(run["steps"], run["accuracy"], marker=".", label=f"{method} ({run['auc']:.1f})")
         axis.set(title=label, xlabel="fraction of pixels removed", ylabel="top-1 accuracy", ylim=(0, 1.02))
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    _save(figure, path)
+    _save(figure, path, curves=figure.axes)
     return True
 
 
@@ -55,10 +57,7 @@ def token_f1(report, path):
         axis.plot([int(k) for k in ks], [100 * f1[k] for k in ks], marker=".", label=method,
                   linestyle="--" if method == "random" else "-")
     axis.set(xlabel="k (top-k words)", ylabel="token F1 (%)", title="ERASER Movies: token-F1 against k")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    _save(figure, path)
+    _save(figure, path, curves=[axis])
     return True
 
 
@@ -75,10 +74,7 @@ def bert_perturbation_curves(report, path):
                 axis.plot(run["fractions"], run["accuracy"], marker=".", label=f"{method} ({run['auc']:.2f})")
         axis.set(title={"pos": "positive (lower is better)", "neg": "negative (higher is better)"}[sign],
                  xlabel="fraction of tokens removed", ylabel="accuracy (%)")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    _save(figure, path)
+    _save(figure, path, curves=figure.axes)
     return True
 
 
@@ -107,7 +103,6 @@ def heatmap_grid(report, path):
                 axes[row, column].set_title(method, fontsize=6)
     for axis in axes.flat:
         axis.axis("off")
-    figure.tight_layout()
     _save(figure, path)
     return True
 
