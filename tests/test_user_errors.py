@@ -112,3 +112,18 @@ def test_bert_folder_without_tokenizer_files_is_refused(tmp_path):
     spec.loader.exec_module(script)
     with pytest.raises(ModelError, match="no tokenizer vocabulary"):
         script.load_tokenizer(str(tmp_path / "bert"))
+
+
+@pytest.mark.parametrize("card, message", [
+    ('{"family": "vit", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}', "has no 'config'"),
+    ('{"config": {"depth": 2, "wings": 3}, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}', "does not fit"),
+    ('{"family": "clip", "config": {}, "std": [0.5, 0.5, 0.5]}', "has no 'mean'"),
+    ('{"config": ', "not valid JSON"),
+    ('[1, 2]', "not a JSON object"),
+])
+def test_malformed_model_cards_are_model_errors(tmp_path, card, message):
+    from baselines.models import create_model
+    path = tmp_path / "card.json"
+    path.write_text(card)
+    with pytest.raises(ModelError, match=message):
+        create_model(str(path))

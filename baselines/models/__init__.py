@@ -1,28 +1,21 @@
 """``create_model``: the single entry to every model that can be explained."""
-import json
-from pathlib import Path
-
 from .bert import create_bert  # noqa: F401
+from .cards import PRETRAINED_DIR, card_config, read_card
 from .clip import clip_card, create_clip, is_clip_model
 from .vit import (CONFIGS, ModelError, ViTConfig, VisionTransformer, _config_from_timm, load_weights,
                   read_checkpoint, remap_state_dict)
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 DEFAULT_MODEL = "synthetic_vit"
 """The tiny ViT trained on the repository's synthetic localisation benchmark, shipped in ``pretrained/``."""
 
 
 def _card(name):
-    """The model card of a shipped model (``pretrained/NAME.json``) or of a card path, else None."""
-    path = Path(name) if str(name).endswith(".json") else PRETRAINED_DIR / f"{name}.json"
-    if not path.is_file():
+    """``(config, weights path)`` of a ViT model card (shipped name or card path), else None."""
+    found = read_card(name)
+    if found is None or found[0].get("family", "vit") != "vit":
         return None
-    card = json.loads(path.read_text())
-    if card.get("family", "vit") != "vit":
-        return None
-    config = ViTConfig(**card["config"], mean=tuple(card["mean"]), std=tuple(card["std"]),
-                       class_names=tuple(card.get("class_names", ())))
-    return config, path.with_suffix(".pth")
+    card, path = found
+    return card_config(card, path, ViTConfig), path.with_suffix(".pth")
 
 
 PAPER_WEIGHTS = {

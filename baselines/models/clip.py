@@ -39,6 +39,7 @@ from baselines.cli import UserError
 from baselines.methods.interface import LayerModel
 from baselines.relevance import layers as rl
 
+from .cards import card_config, read_card
 from .vit import Block, ModelError, load_weights, read_checkpoint
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -690,18 +691,10 @@ def hf_config(folder):
                       mean=mean, std=std)
 
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-
-
 def clip_card(name):
-    """The model card of a shipped CLIP (``pretrained/NAME.json`` with ``"family": "clip"``) or a card path."""
-    if name is None:
-        return None
-    path = Path(name) if str(name).endswith(".json") else PRETRAINED_DIR / f"{name}.json"
-    if not path.is_file():
-        return None
-    card = json.loads(path.read_text())
-    return (card, path) if card.get("family") == "clip" else None
+    """``(card, path)`` of a CLIP model card (``"family": "clip"``; shipped name or card path), else None."""
+    found = read_card(name)
+    return found if found is not None and found[0].get("family") == "clip" else None
 
 
 def is_clip_model(name):
@@ -738,8 +731,7 @@ def create_clip(name=None, weights=None, hf_dir=None, device="cpu"):
         card = clip_card(name)
         if card is not None:
             card, path = card
-            config = CLIPConfig(**card["config"], mean=tuple(card["mean"]), std=tuple(card["std"]),
-                                class_names=tuple(card.get("class_names", ())))
+            config = card_config(card, path, CLIPConfig)
             tokenizer = WordTokenizer(card["vocabulary"], config.context_length) if "vocabulary" in card else None
             if tokenizer is not None and len(tokenizer.vocabulary) != config.vocab_size:
                 raise ModelError(f"{path}: {len(tokenizer.vocabulary)} words for {config.vocab_size} token embeddings")
