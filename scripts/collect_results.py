@@ -38,6 +38,9 @@ SEGMENTATION_COLUMNS = (("pixel acc.", "pixel_accuracy", 0), ("mAP", "mean_ap", 
 PAPER_ORDER = ("rollout", "attn_last_layer", "attn_gradcam", "full_lrp", "lrp_last_layer", "transformer_attribution")
 PERTURBATION_COLUMNS = ((True, "top", "negative, predicted"), (True, "target", "negative, target"),
                         (False, "top", "positive, predicted"), (False, "target", "positive, target"))
+REQUIRED_KEYS = {"segmentation": ("model", "method") + tuple(key for _, key, _ in SEGMENTATION_COLUMNS),
+                 "perturbation": ("model", "method", "neg", "vis_class", "auc", "auc_ti")}
+"""What each kind of results.json must hold for its table."""
 
 
 class CollectError(Exception):
@@ -70,6 +73,9 @@ def load(files):
         kind = data.get("benchmark") if isinstance(data, dict) else None
         if kind not in results:
             raise CollectError(f"{path}: not a results.json of imagenet_seg_eval.py or pertubation_eval_from_hdf5.py")
+        missing = [key for key in REQUIRED_KEYS[kind] if key not in data]
+        if missing:
+            raise CollectError(f"{path}: {kind} results without {', '.join(missing)}")
         key = (data["model"], data["method"])
         if kind == "perturbation":
             results[kind].setdefault(key, {})[(bool(data["neg"]), data["vis_class"])] = data
@@ -132,6 +138,16 @@ def csv_text(header, body):
     return buffer.getvalue()
 
 
+def write_table(folder, name, md, csv):
+    """``folder/name.md`` and ``.csv``, each written whole (temporary file, then renamed)."""
+    os.makedirs(folder, exist_ok=True)
+    for extension, text in (("md", md), ("csv", csv)):
+        path = os.path.join(folder, f"{name}.{extension}")
+        with open(path + ".tmp", "w") as handle:
+            handle.write(text)
+        os.replace(path + ".tmp", path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", help="results.json files or folders holding them")
@@ -151,12 +167,11 @@ def main(argv=None):
         if args.output is None:
             print(f"## {name}\n\n{markdown(header, body)}{note}")
             continue
-        os.makedirs(args.output, exist_ok=True)
-        for extension, text in (("md", markdown(header, body) + note), ("csv", csv_text(header, body))):
-            path = os.path.join(args.output, f"{name}.{extension}")
-            with open(path + ".tmp", "w") as handle:
-                handle.write(text)
-            os.replace(path + ".tmp", path)
+        try:
+            write_table(args.output, name, markdown(header, body) + note, csv_text(header, body))
+        except OSError as error:
+            print(f"error: cannot write to {args.output}: {error.strerror or error}", file=sys.stderr)
+            return 2
         print(f"wrote {args.output}/{name}.md and .csv ({len(body)} rows)")
     if not any(body for _, body in tables.values()):
         print("error: no results found", file=sys.stderr)

@@ -47,3 +47,17 @@ def test_bad_input(tmp_path, capsys):
     assert collect.main([str(tmp_path / "x.json")]) == 2
     assert collect.main([str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.count("\n") == 2
+
+
+def test_results_missing_keys_and_an_unwritable_output_are_one_line(tmp_path, capsys):
+    write(tmp_path / "run" / "results.json", benchmark="perturbation", model="m", method="rollout", neg=True)
+    assert collect.main([str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().endswith("perturbation results without vis_class, auc, auc_ti")
+
+    write(tmp_path / "ok" / "results.json", benchmark="segmentation", model="m", method="rollout",
+          pixel_accuracy=0.5, mean_ap=0.5, mean_iou=0.5, mean_f1=0.5)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert collect.main([str(tmp_path / "ok"), "--output", str(blocker / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: cannot write to {blocker / 'out'}") and error.count("\n") == 1
