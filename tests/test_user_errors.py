@@ -127,3 +127,16 @@ def test_malformed_model_cards_are_model_errors(tmp_path, card, message):
     path.write_text(card)
     with pytest.raises(ModelError, match=message):
         create_model(str(path))
+
+
+def test_an_image_over_the_decompression_bomb_limit_is_one_line(tmp_path, monkeypatch):
+    """PIL refuses images over twice ``MAX_IMAGE_PIXELS`` (179 Mpx by default) with an error that is not an OSError;
+    the limit is lowered here so that a small image stands for a huge one."""
+    from PIL import Image
+
+    from baselines.data.images import read_images
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(cli.UserError, match="cannot read image .*huge.png.*decompression bomb"):
+        read_images([path], lambda image: torch.zeros(1))

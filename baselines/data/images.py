@@ -20,7 +20,8 @@ def to_rgb(image):
 
 
 def read_images(paths, prepare):
-    """``prepare`` (PIL RGB image -> tensor) applied to each image file, stacked; an unreadable file is one line."""
+    """``prepare`` (PIL RGB image -> tensor) applied to each image file, stacked; an unreadable file, or one over
+    PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS`` x 2, 179 Mpx by default), is one line."""
     images = []
     for path in paths:
         try:
@@ -28,4 +29,6 @@ def read_images(paths, prepare):
                 images.append(prepare(to_rgb(image)))
         except (OSError, UnidentifiedImageError) as error:
             raise UserError(f"cannot read image {path}: {error.__class__.__name__}") from None
+        except Image.DecompressionBombError as error:
+            raise UserError(f"cannot read image {path}: {error}") from None
     return torch.stack(images)
