@@ -99,3 +99,13 @@ def test_bad_sources_give_one_line_model_errors(tmp_path):
     hf_tiny(layers=2).save_pretrained(tmp_path / "deeper")
     with pytest.raises(ModelError, match="does not fit"):
         create_bert(tmp_path, weights=tmp_path / "deeper" / "model.safetensors")
+
+
+def test_texts_longer_than_the_position_embeddings_are_one_line(tmp_path):
+    from baselines.cli import UserError
+    hf_tiny(layers=1).save_pretrained(tmp_path)
+    ours = create_bert(tmp_path)
+    limit = ours.config.max_position_embeddings
+    ours(padded_batch([limit], width=limit))
+    with pytest.raises(UserError, match=f"texts of {limit + 1} tokens exceed this model's {limit} positions"):
+        ours(padded_batch([limit + 1], width=limit + 1))

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from baselines.cli import UserError
 from baselines.methods.interface import LayerModel
 from baselines.relevance import layers as rl
 
@@ -278,8 +279,11 @@ class BertClassifier(LayerModel, nn.Module):
 
     def forward(self, inputs, input_scale=None):
         """Logits ``[B, num_labels]``; ``input_scale`` ``[B]`` multiplies the embedding output (TI's
-        integrated-gradient path)."""
+        integrated-gradient path). Texts longer than the model's position embeddings are a one-line error."""
         ids = inputs["input_ids"]
+        if ids.shape[1] > self.config.max_position_embeddings:
+            raise UserError(f"texts of {ids.shape[1]} tokens exceed this model's {self.config.max_position_embeddings}"
+                            " positions: lower max_length")
         types = inputs.get("token_type_ids")
         x = self.bert.embeddings(ids, torch.zeros_like(ids) if types is None else types)
         if input_scale is not None:
