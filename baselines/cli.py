@@ -14,9 +14,16 @@ class UserError(ValueError):
 
 
 def first_line(error):
-    """An exception's message as one line (its type name when the message is empty)."""
+    """An exception's message as one line (its type name when the message is empty). An error re-raised from a
+    data-loader worker ("Caught X in DataLoader worker process N" + the worker's traceback) gives the worker's own
+    message, the traceback's last line without its type."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    lines = text.splitlines()
+    if lines[0].startswith("Caught ") and "DataLoader worker" in lines[0] and len(lines) > 1:
+        return lines[-1].split(": ", 1)[-1]
+    return lines[0]
 
 
 def default_device():
@@ -100,6 +107,5 @@ def run(main):
     try:
         main()
     except UserError as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {first_line(error)}", file=sys.stderr)
         sys.exit(2)

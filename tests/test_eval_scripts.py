@@ -131,6 +131,22 @@ def test_bad_input_one_line_and_nonzero_exit(data, tiny, tmp_path, capsys):
     assert hdf5.read_bytes() == before
 
 
+def test_an_unreadable_image_in_a_loader_worker_names_the_file(data, tiny, tmp_path, capsys):
+    """A corrupt JPEG read in a data-loader worker: one line naming the file, not "Caught ... in DataLoader
+    worker process 0"."""
+    import shutil
+    folder = tmp_path / "imagenet"
+    shutil.copytree(data / "imagenet", folder)
+    broken = sorted((folder / "val").rglob("*.JPEG"))[0]
+    broken.write_bytes(b"not a jpeg")
+    args = ["--method", "rollout", "--imagenet-validation-path", folder, "--limit", 2, "--output",
+            tmp_path / "out.hdf5", *tiny, "--num-workers", 1, "--device", "cpu"]
+    assert cli.run(GENERATE.main, [str(a) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Caught" not in err, err
+    assert err.splitlines()[-1] == f"error: cannot read image {broken}: UnidentifiedImageError", err
+
+
 def test_perturbation_refuses_unfinished_files_bad_maps_and_labels(data, tiny, tmp_path, capsys):
     hdf5 = tmp_path / "rollout.hdf5"
     assert run(GENERATE, "--method", "rollout", "--imagenet-validation-path", data / "imagenet", "--limit", 2,

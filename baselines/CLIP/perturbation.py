@@ -52,11 +52,7 @@ def parse(argv):
 
 def zero_shot_set(folder, size, pert_index=None):
     """The folder's validation images (Resize((size, size)), uint8) and the first name of each class."""
-    import torchvision
-    try:
-        dataset = torchvision.datasets.ImageNet(folder, split="val", transform=cli.image_transform(size))
-    except (RuntimeError, OSError) as error:
-        raise InputError(f"{folder}: {cli.first_line(error)}") from None
+    dataset = cli.imagenet_validation(folder, size)
     names = [c[0] if isinstance(c, (tuple, list)) else c for c in dataset.classes]
     rows = np.arange(len(dataset))
     if pert_index is not None:

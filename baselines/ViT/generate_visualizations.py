@@ -60,13 +60,7 @@ def default_output(args):
 
 def validation_set(path, size):
     """torchvision's ImageNet validation split; InputError (one line) when `path` is not one."""
-    from torchvision.datasets import ImageNet
-
-    try:
-        dataset = ImageNet(path, split="val", transform=cli.image_transform(size))
-    except (RuntimeError, OSError, ValueError) as error:
-        raise InputError(f"{path} is not an ImageNet-style validation set (needs meta.bin and val/<wnid>/*.JPEG): "
-                         f"{cli.first_line(error)}") from None
+    dataset = cli.imagenet_validation(path, size)
     if len(dataset) == 0:
         raise InputError(f"{path}: the validation set holds no images")
     return dataset

@@ -7,7 +7,7 @@ import sys
 import torch
 from torchvision import transforms
 
-from baselines.cli import UserError, device_name
+from baselines.cli import UserError, device_name, first_line
 from baselines.eval import distributed
 from baselines.eval.results import InputError
 
@@ -78,6 +78,29 @@ def image_transform(size):
     return transforms.Compose([transforms.Resize((size, size)), transforms.PILToTensor()])
 
 
+def imagenet_validation(folder, size):
+    """torchvision's ``ImageNet(folder, split="val")`` with ``image_transform(size)``; each image is read as 8-bit
+    RGB (``to_rgb``: 16-bit grayscale scaled, not clipped), and an unreadable image is an ``InputError`` naming the
+    file (also from a loader worker). A folder that is not an ImageNet validation set is one line too."""
+    from torchvision.datasets import ImageNet
+    try:
+        return ImageNet(folder, split="val", transform=image_transform(size), loader=read_image_file)
+    except (RuntimeError, OSError, ValueError) as error:
+        raise InputError(f"{folder} is not an ImageNet-style validation set (needs meta.bin and val/<wnid>/*.JPEG):"
+                         f" {first_line(error)}") from None
+
+
+def read_image_file(path):
+    from PIL import Image, UnidentifiedImageError
+
+    from baselines.data.images import to_rgb
+    try:
+        with Image.open(path) as image:
+            return to_rgb(image)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise InputError(f"cannot read image {path}: {error.__class__.__name__}") from None
+
+
 def to_unit(images, device):
     """uint8 images -> float32 in [0, 1] on `device`: x / 255, as ToTensor."""
     return images.to(device, non_blocking=True).float().div_(255)
@@ -108,11 +131,6 @@ def write_json(path, data):
     with open(path + ".tmp", "w") as handle:
         json.dump(data, handle, indent=2)
     os.replace(path + ".tmp", path)
-
-
-def first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def run(main, argv=None):
