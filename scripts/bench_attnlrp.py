@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from baselines.cli import default_device, run  # noqa: E402
+from baselines.cli import add_device_argument, run  # noqa: E402
 from baselines.methods import explain  # noqa: E402
 from baselines.models import create_model  # noqa: E402
 from baselines.relevance.lxt_reference import import_lxt_efficient, lxt_patched, torchvision_vit  # noqa: E402
@@ -36,7 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds over all entries; medians kept")
     parser.add_argument("--gamma", type=float, default=0.25,
                         help="gamma of the +gamma entries (linear and conv; 0: no +gamma entries)")
-    parser.add_argument("--device", default=default_device())
+    add_device_argument(parser)
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the figures as JSON")
     return parser.parse_args(argv)
 

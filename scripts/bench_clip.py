@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from baselines.cli import add_device_argument  # noqa: E402
 from baselines.methods import explain  # noqa: E402
 from baselines.models.clip import clip_from_state, open_clip_config, openai_layout  # noqa: E402
 
@@ -28,7 +29,7 @@ def parse_args(argv=None):
     parser.add_argument("--methods", nargs="+", default=["generic_attribution", "transformer_attribution"])
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (default 5)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--device", default="cpu")
+    add_device_argument(parser, default="cpu")
     parser.add_argument("--json", default=None, help="also write the figures here")
     return parser.parse_args(argv)
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from baselines.cli import UserError, default_device, run  # noqa: E402
+from baselines.cli import UserError, add_device_argument, run  # noqa: E402
 from baselines.methods import explain, resolve_many  # noqa: E402
 
 
@@ -122,7 +122,7 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds; medians and ranges over them")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0, help="weights, inputs and the shuffled orders")
-    parser.add_argument("--device", default=default_device())
+    add_device_argument(parser)
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.rounds < 1 or args.length < 2:
@@ -239,8 +239,6 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA device is available")
     torch.manual_seed(args.seed)
     subject = SUBJECTS[family_of(args.model)](args, device)
     with torch.no_grad():

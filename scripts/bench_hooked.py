@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from baselines.cli import default_device, run  # noqa: E402
+from baselines.cli import add_device_argument, run  # noqa: E402
 from baselines.methods import explain, resolve  # noqa: E402
 from baselines.models import create_model  # noqa: E402
 from baselines.models.hooked import hook_model  # noqa: E402
@@ -30,7 +30,7 @@ def parse_args(argv=None):
     parser.add_argument("--method", default="generic_attribution", help="method to time")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds; the median is kept")
-    parser.add_argument("--device", default=default_device())
+    add_device_argument(parser)
     return parser.parse_args(argv)
 
 

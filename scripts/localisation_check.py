@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
-from baselines.cli import default_device, run  # noqa: E402
+from baselines.cli import add_device_argument, run  # noqa: E402
 from baselines.data.synthetic import as_stored, generate  # noqa: E402
 from baselines.methods import METHODS, explain, pixel_maps, resolve_many  # noqa: E402
 from baselines.models import DEFAULT_MODEL, PRETRAINED_DIR, create_model  # noqa: E402
@@ -66,7 +66,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-images", type=int, default=100)
     parser.add_argument("--methods", nargs="+", default=["all"])
-    parser.add_argument("--device", default=default_device())
+    add_device_argument(parser)
     parser.add_argument("--json", default=None, help="also write the scores here")
     args = parser.parse_args(argv)
     card = json.loads((PRETRAINED_DIR / f"{DEFAULT_MODEL}.json").read_text())

@@ -140,3 +140,14 @@ def test_an_image_over_the_decompression_bomb_limit_is_one_line(tmp_path, monkey
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(cli.UserError, match="cannot read image .*huge.png.*decompression bomb"):
         read_images([path], lambda image: torch.zeros(1))
+
+
+@pytest.mark.parametrize("script", ["baselines/BERT/finetune_20ng.py", "baselines/CLIP/explain.py",
+                                    "scripts/bench_explain.py", "scripts/localisation_check.py"])
+def test_every_script_checks_its_device_flag(script):
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / script), "--device", "tpu"], capture_output=True, text=True,
+                          cwd=root)
+    assert done.returncode == 2 and "'tpu' is not a torch device" in done.stderr.splitlines()[-1], done.stderr

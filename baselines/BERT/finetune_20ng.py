@@ -27,7 +27,7 @@ from BERT_rationale_benchmark.models.model_utils import load_params, load_tokeni
 from BERT_rationale_benchmark.models.pipeline.training import _pretrained, _save  # noqa: E402
 from BERT_rationale_benchmark.utils import DataError  # noqa: E402
 from baselines.BERT.perturbation_20ng import load_texts  # noqa: E402
-from baselines.cli import default_device, run  # noqa: E402
+from baselines.cli import add_device_argument, run  # noqa: E402
 
 NUM_LABELS = 20
 
@@ -47,7 +47,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (default 0)")
     parser.add_argument("--max-length", type=int, default=None, help="padded length (default: the params', TI 512)")
     parser.add_argument("--seed", type=int, default=0, help="shuffling and initialisation seed (default 0)")
-    parser.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     if min(args.epochs, args.batch_size) < 1 or args.lr <= 0 or args.warmup_steps < 0:
         parser.error("--epochs and --batch-size must be at least 1, --lr positive, --warmup-steps >= 0")

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from torchvision import transforms  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from baselines.cli import UserError, default_device, run  # noqa: E402
+from baselines.cli import UserError, add_device_argument, run  # noqa: E402
 from baselines.data.images import read_images  # noqa: E402
 from baselines.methods import METHODS, add_method_arguments, method_options, pixel_maps, resolve_many  # noqa: E402
 from baselines.models.clip import create_clip, explain_pairs  # noqa: E402
@@ -39,7 +39,7 @@ def add_clip_model_arguments(parser):
     group.add_argument("--weights", default=None, metavar="FILE",
                        help="a CLIP checkpoint: OpenAI's ViT-B-32.pt (TorchScript archive, read without running "
                             "it) or state dict, an open_clip state dict, a .safetensors")
-    group.add_argument("--device", default=default_device(), help="torch device (default: cuda when present)")
+    add_device_argument(group)
 
 
 def load_clip(args):
