@@ -147,6 +147,30 @@ def test_an_unreadable_image_in_a_loader_worker_names_the_file(data, tiny, tmp_p
     assert err.splitlines()[-1] == f"error: cannot read image {broken}: UnidentifiedImageError", err
 
 
+def test_generate_never_replaces_other_results_and_notices_a_changed_dataset(data, tiny, tmp_path, capsys):
+    import shutil
+    folder = tmp_path / "imagenet"
+    shutil.copytree(data / "imagenet", folder)
+    output = tmp_path / "results.hdf5"
+    base = ["--imagenet-validation-path", folder, "--limit", 2, "--output", output]
+    notes = tmp_path / "notes.hdf5"
+    notes.write_text("my notes")
+    assert run(GENERATE, "--method", "rollout", *base[:-1], notes, model=tiny) == 2
+    assert notes.read_text() == "my notes" and "pass --overwrite" in capsys.readouterr().err
+
+    assert run(GENERATE, "--method", "rollout", *base, model=tiny) == 0
+    before = output.read_bytes()
+    assert run(GENERATE, "--method", "attn_last_layer", *base, model=tiny) == 2
+    assert output.read_bytes() == before and "not this run's complete results" in capsys.readouterr().err
+
+    first = sorted((folder / "val").rglob("*.JPEG"))[0]
+    first.write_bytes(first.read_bytes() + b"\0")
+    assert run(GENERATE, "--method", "rollout", *base, model=tiny) == 2
+    assert output.read_bytes() == before and "another dataset" in capsys.readouterr().err
+    assert run(GENERATE, "--method", "rollout", *base, "--overwrite", model=tiny) == 0
+    assert output.read_bytes() != before
+
+
 def test_perturbation_refuses_unfinished_files_bad_maps_and_labels(data, tiny, tmp_path, capsys):
     hdf5 = tmp_path / "rollout.hdf5"
     assert run(GENERATE, "--method", "rollout", "--imagenet-validation-path", data / "imagenet", "--limit", 2,

@@ -11,6 +11,7 @@ The run is resumable: killed at any point and rerun with the same flags, it comp
 (see baselines/eval/results.py); the output file appears only when complete.
 """
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -41,7 +42,7 @@ def parse(argv):
                              "{ablation|not_ablation}/results.hdf5)")
     parser.add_argument("--compression", choices=["none", "gzip"], default="none",
                         help="repack the finished file with gzip (smaller, slower; default none)")
-    parser.add_argument("--overwrite", action="store_true", help="recompute even if the output is already complete")
+    parser.add_argument("--overwrite", action="store_true", help="recompute a complete output, or replace a file that holds other results")
     cli.add_common_arguments(parser, batch_size=16)
     args = parser.parse_args(argv)
     args.method = resolve(args.method)
@@ -64,6 +65,20 @@ def validation_set(path, size):
     if len(dataset) == 0:
         raise InputError(f"{path}: the validation set holds no images")
     return dataset
+
+
+def dataset_fingerprint(dataset, indices):
+    """SHA-1 of the chosen images' file names (relative to the dataset root), sizes and labels, so that results
+    of a changed dataset at the same path are not taken for complete; None for a dataset without files."""
+    samples = getattr(dataset, "samples", None)
+    if samples is None:
+        return None
+    root = getattr(dataset, "root", "")
+    digest = hashlib.sha1()
+    for index in indices:
+        file, label = samples[index]
+        digest.update(f"{os.path.relpath(file, root)}\0{os.path.getsize(file)}\0{label}\n".encode())
+    return digest.hexdigest()
 
 
 def select(num_images, subset, limit):
@@ -97,10 +112,14 @@ def generate(args, dist, model=None, dataset=None):
                 "class_id": args.class_id if args.vis_class == "index" else None,
                 "model": args.model or "synthetic_vit", "weights": args.weights, "pretrained": args.pretrained,
                 "random_weights": args.random_weights, "weights_source": getattr(model, "weights_source", None),
-                "dataset": os.path.abspath(args.imagenet_validation_path)}
+                "dataset": os.path.abspath(args.imagenet_validation_path),
+                "dataset_fingerprint": dataset_fingerprint(dataset, indices)}
     targets = np.asarray(dataset.targets)[indices]
     writer = ResultsWriter(path, indices, targets, (3, model.img_size, model.img_size), args.batch_size, settings,
                            dist)
+    if os.path.exists(path) and not writer.is_complete() and not args.overwrite:
+        raise InputError(f"{path} exists and is not this run's complete results (other settings, another dataset "
+                         "or not written by this script); pass --overwrite to replace it or choose another --output")
     if writer.is_complete() and not args.overwrite:
         if dist.rank == 0:
             print(f"{path} is already complete ({len(indices)} rows); --overwrite recomputes it")
