@@ -23,6 +23,7 @@ def run(path, indices, stop_after=None, settings=SETTINGS, batch_size=3):
     writer.open()
     for count, batch in enumerate(writer.pending()):
         if count == stop_after:
+            writer.close()
             return writer
         writer.write(batch, *fake_rows(writer.rows(batch)))
     writer.finalize()

@@ -171,6 +171,21 @@ def test_generate_never_replaces_other_results_and_notices_a_changed_dataset(dat
     assert output.read_bytes() != before
 
 
+def test_a_second_run_on_the_same_output_is_refused(data, tiny, tmp_path, capsys):
+    """While one run holds OUTPUT.lock (here: this test), another run on OUTPUT exits with one line and writes
+    nothing; once the lock is free the run completes and removes its lock file."""
+    import fcntl
+    output = tmp_path / "results.hdf5"
+    args = ["--method", "rollout", "--imagenet-validation-path", data / "imagenet", "--limit", 2, "--output", output]
+    holder = open(f"{output}.lock", "w")
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    assert run(GENERATE, *args, model=tiny) == 2
+    assert "another run is writing" in capsys.readouterr().err and not output.exists()
+    holder.close()
+    assert run(GENERATE, *args, model=tiny) == 0
+    assert output.exists() and not Path(f"{output}.lock").exists()
+
+
 def test_perturbation_refuses_unfinished_files_bad_maps_and_labels(data, tiny, tmp_path, capsys):
     hdf5 = tmp_path / "rollout.hdf5"
     assert run(GENERATE, "--method", "rollout", "--imagenet-validation-path", data / "imagenet", "--limit", 2,

@@ -14,6 +14,7 @@ journaled batch complete. A rerun with the same settings computes the batches mi
 same batch composition, so the result equals an uninterrupted run's. When every batch is journaled, the partial
 file is renamed to PATH (optionally repacked with gzip first): PATH is never partly written.
 """
+import fcntl
 import glob
 import json
 import os
@@ -59,7 +60,7 @@ class ResultsWriter:
         self.image_shape, self.batch_size, self.dist = tuple(image_shape), batch_size, dist
         self.settings = dict(settings, batch_size=batch_size, num_rows=len(self.indices))
         self.num_batches = -(-len(self.indices) // batch_size)
-        self.layout, self.done, self.data, self.journal = {}, set(), None, None
+        self.layout, self.done, self.data, self.journal, self.lock = {}, set(), None, None, None
 
     def is_complete(self):
         """Whether PATH already holds this run's rows (same settings and indices)."""
@@ -103,8 +104,11 @@ class ResultsWriter:
         os.replace(self.partial + ".tmp", self.partial)
 
     def open(self):
-        """Create PATH.partial (or reuse a matching one) and open it; returns the number of batches already done."""
+        """Create PATH.partial (or reuse a matching one) and open it; returns the number of batches already done.
+        Rank 0 holds an exclusive lock on PATH.lock until ``finalize`` (or its exit): a second run writing the same
+        PATH is refused in one line instead of interleaving its rows."""
         if self.dist.rank == 0:
+            self._lock()
             if self._matches(self.partial):
                 print(f"resuming {self.partial}", flush=True)
             else:
@@ -117,6 +121,16 @@ class ResultsWriter:
         self.done = self._journaled()
         self.journal = os.open(f"{self.journal_prefix}{self.dist.rank}", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         return len(self.done)
+
+    def _lock(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self.lock = os.open(self.path + ".lock", os.O_WRONLY | os.O_CREAT)
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.lock)
+            raise InputError(f"another run is writing {self.path} (it holds {self.path}.lock); wait for it or "
+                             "choose another --output") from None
 
     def pending(self, rank=0, world=1):
         """This process's unfinished batches: batch b belongs to process b mod world."""
@@ -137,8 +151,7 @@ class ResultsWriter:
 
     def finalize(self, compression=None):
         """After every process's last batch: rename the complete partial file to PATH (rank 0)."""
-        os.close(self.data)
-        os.close(self.journal)
+        self._close("data", "journal")
         self.dist.barrier()
         if self.dist.rank != 0:
             return
@@ -152,6 +165,18 @@ class ResultsWriter:
         os.replace(self.partial, self.path)
         for journal in self._journals():
             os.remove(journal)
+        os.remove(self.path + ".lock")
+        self._close("lock")
+
+    def close(self):
+        """Close every file, as a process's exit would: a partial file and its journals stay for a resume."""
+        self._close("data", "journal", "lock")
+
+    def _close(self, *names):
+        for name in names:
+            if getattr(self, name) is not None:
+                os.close(getattr(self, name))
+                setattr(self, name, None)
 
 
 def _write_at(fd, array, offset):
