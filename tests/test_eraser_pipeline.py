@@ -211,3 +211,20 @@ def test_perturbations_through_hooks_equal_our_copy(setup, tmp_path):
             assert a["hard_rationale_predictions"] == b["hard_rationale_predictions"]
             soft = np.array([a["soft_rationale_predictions"], b["soft_rationale_predictions"]])
             assert np.abs(soft[0] - soft[1]).max() <= 1e-5 * np.abs(soft[0]).max()  # float32, sdpa vs ours
+
+
+def test_results_are_written_as_one_set(tmp_path):
+    """A failure while writing a new set leaves the earlier set's files as they were and no summary (the mark
+    of a complete set); a complete write replaces every file, the summary last."""
+    old = {f"identifier_results_{k}.json": f"old {k}\n" for k in (5, 10)}
+    bert_pipeline.write_set(tmp_path, {**old, "summary.json": "{}\n"})
+    with pytest.raises(TypeError):
+        bert_pipeline.write_set(tmp_path, {"identifier_results_5.json": "new 5\n",
+                                           "identifier_results_10.json": None, "summary.json": "{}\n"})
+    assert (tmp_path / "identifier_results_5.json").read_text() == "old 5\n"
+    assert not (tmp_path / "summary.json").exists()
+    bert_pipeline.write_set(tmp_path, {"identifier_results_5.json": "new 5\n",
+                                       "identifier_results_10.json": "new 10\n", "summary.json": "{}\n"})
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".tmp")) == [
+        "identifier_results_10.json", "identifier_results_5.json", "summary.json"]
+    assert (tmp_path / "identifier_results_10.json").read_text() == "new 10\n"

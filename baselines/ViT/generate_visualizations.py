@@ -42,7 +42,8 @@ def parse(argv):
                              "{ablation|not_ablation}/results.hdf5)")
     parser.add_argument("--compression", choices=["none", "gzip"], default="none",
                         help="repack the finished file with gzip (smaller, slower; default none)")
-    parser.add_argument("--overwrite", action="store_true", help="recompute a complete output, or replace a file that holds other results")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute a complete output, or replace a file that holds other results")
     cli.add_common_arguments(parser, batch_size=16)
     args = parser.parse_args(argv)
     args.method = resolve(args.method)

@@ -19,6 +19,7 @@ characters come from the tokenizer's offsets, so [UNK] pieces and stripped accen
 """
 import argparse
 import json
+import os
 import sys
 import time
 import zlib
@@ -139,9 +140,8 @@ def explain_test(args, model, test, encodings, classes):
 
 
 def write_outputs(folder, test, documents, encodings, classes, explained):
-    """The 16 result files, TE's LaTeX files and the HTML page; returns the test accuracy."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = {k: [] for k in TOP_K}
+    """The 16 result files, TE's LaTeX files and the HTML page as ``{file name: text}``, and the test accuracy."""
+    files, lines = {}, {k: [] for k in TOP_K}
     sections, correct = [], 0
     for j, (annotation, found) in enumerate(zip(test, explained)):
         docid, encoding = annotation.docid, encodings[annotation.docid]
@@ -152,18 +152,30 @@ def write_outputs(folder, test, documents, encodings, classes, explained):
         for k in TOP_K:
             lines[k].append(rationale_record(annotation.annotation_id, docid, words, len(documents[docid]), k))
         tokens = encoding["tokens"]
-        (folder / f"{j}_GT_{annotation.classification.lower()}_{right}.tex").write_text(
-            visualize.latex(tokens, found["scores"].tolist()))
+        files[f"{j}_GT_{annotation.classification.lower()}_{right}.tex"] = visualize.latex(tokens,
+                                                                                          found["scores"].tolist())
         rows = [(f"{annotation.classification} (ground truth)", visualize.html_row(tokens, found["scores"].tolist()))]
         if found["counterfactual"] is not None:
-            (folder / f"{j}_CF.tex").write_text(visualize.latex(tokens, found["counterfactual"].tolist()))
+            files[f"{j}_CF.tex"] = visualize.latex(tokens, found["counterfactual"].tolist())
             rows.append((f"{classes[1 - label]} (counterfactual)",
                          visualize.html_row(tokens, found["counterfactual"].tolist(), rgb=(40, 90, 220))))
         sections.append((f"{j}: {docid}, predicted {classes[found['predicted']]}", rows))
     for k, records in lines.items():
-        (folder / f"identifier_results_{k}.json").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (folder / "heatmaps.html").write_text(visualize.html_page(f"{folder.name}: test explanations", sections))
-    return correct / len(test)
+        files[f"identifier_results_{k}.json"] = "".join(json.dumps(r) + "\n" for r in records)
+    files["heatmaps.html"] = visualize.html_page(f"{folder.name}: test explanations", sections)
+    return files, correct / len(test)
+
+
+def write_set(folder, files, last="summary.json"):
+    """Write ``files`` (``{name: text}``, ``last`` among them) into ``folder`` as one set: ``last`` is removed first,
+    every file is written to a temporary name, then all are renamed, ``last`` at the end. A failure before the
+    renames leaves the earlier set untouched; a set without ``last`` is incomplete."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / last).unlink(missing_ok=True)
+    for name, text in files.items():
+        (folder / f"{name}.tmp").write_text(text)
+    for name in sorted(files, key=lambda name: name == last):
+        os.replace(folder / f"{name}.tmp", folder / name)
 
 
 def prepare(args, tokenizer=None):
@@ -190,13 +202,13 @@ def evaluate(args, data, model):
     labelled(test, encodings, data.classes)
     method, options, explained = explain_test(args, model, test, encodings, data.classes)
     folder = args.output_dir / method
-    accuracy = write_outputs(folder, test, data.documents, encodings, data.classes, explained)
+    files, accuracy = write_outputs(folder, test, data.documents, encodings, data.classes, explained)
     summary = {"method": method, "options": options, "test_documents": len(test), "test_accuracy": accuracy,
                "truncated_documents": data.truncated, "documents": len(encodings),
                "max_length": params["max_length"],
                "test_truncated": sum(encodings[a.docid]["truncated"] for a in test),
                "seconds": round(time.time() - started, 1)}
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_set(folder, {**files, "summary.json": json.dumps(summary, indent=2) + "\n"})
     print(f"test accuracy {accuracy:.3f}; wrote {folder}/identifier_results_{{5..80}}.json, heatmaps.html, .tex")
     return summary
 
