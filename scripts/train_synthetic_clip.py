@@ -119,12 +119,7 @@ def train(data, output, args, resume=False, threads=2, workers=1):
     steps = math.ceil(settings["train_size"] / settings["batch_size"]) * settings["epochs"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: vit_training.lr_factor(step, steps, settings["warmup"]))
-    history, seconds, start_epoch = [], 0.0, 0
-    if stored:
-        model.load_state_dict(stored["model"])
-        optimizer.load_state_dict(stored["optimizer"])
-        scheduler.load_state_dict(stored["scheduler"])
-        history, seconds, start_epoch = stored["history"], stored["seconds"], stored["epoch"]
+    history, seconds, start_epoch = vit_training.restore(stored, model, optimizer, scheduler)
     import torchvision
     val = torchvision.datasets.ImageNet(data / "imagenet", split="val", transform=vit_training.eval_transform())
     val_loader = DataLoader(val, 100, num_workers=workers)

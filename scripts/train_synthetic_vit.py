@@ -201,12 +201,7 @@ def train(data, output, args, resume=False, threads=2, workers=1):
     epoch_size = len(train_dataset(data, data_card["seed"], settings, 0))
     total = math.ceil(epoch_size / settings["batch_size"]) * settings["epochs"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, settings["warmup"]))
-    history, seconds, start_epoch = [], 0.0, 0
-    if stored:
-        model.load_state_dict(stored["model"])
-        optimizer.load_state_dict(stored["optimizer"])
-        scheduler.load_state_dict(stored["scheduler"])
-        history, seconds, start_epoch = stored["history"], stored["seconds"], stored["epoch"]
+    history, seconds, start_epoch = restore(stored, model, optimizer, scheduler)
     val = torchvision.datasets.ImageNet(data / "imagenet", split="val", transform=eval_transform())
     val_loader = DataLoader(val, 100, num_workers=workers)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -246,6 +241,17 @@ def _atomic_save(obj, path):
     partial = path.with_name(path.name + ".partial")
     torch.save(obj, partial)
     partial.replace(path)
+
+
+def restore(stored, model, optimizer, scheduler):
+    """Load a resume state (``--resume``) into the model, optimizer and scheduler; returns ``(history, seconds,
+    start_epoch)``, the fresh values without one."""
+    if not stored:
+        return [], 0.0, 0
+    model.load_state_dict(stored["model"])
+    optimizer.load_state_dict(stored["optimizer"])
+    scheduler.load_state_dict(stored["scheduler"])
+    return stored["history"], stored["seconds"], stored["epoch"]
 
 
 def main(argv=None):
