@@ -85,16 +85,7 @@ def eye(n):
 def interpret_image(model, image, texts, index, start_layer=-1):
     """The notebook's image relevance for text ``index``; ``-1``: last block only."""
     logits, rec, _ = logits_per_image(model, image, texts)
-    blocks = rec["blocks"]
-    start_layer = len(blocks) - 1 if start_layer == -1 else start_layer
-    R = eye(blocks[0]["A"].shape[-1])
-    for i, b in enumerate(blocks):
-        if i < start_layer:
-            continue
-        grad = torch.autograd.grad(logits[0, index], [b["A"]], retain_graph=True)[0]
-        cam = (grad * b["A"]).clamp(min=0).mean(dim=1)[0]
-        R = R + cam @ R
-    return R[0, 1:]
+    return notebook_relevance(rec["blocks"], logits[0, index], start_layer)[0, 1:]
 
 
 def interpret_text(model, image, texts, index, start_layer=-1):
@@ -102,15 +93,20 @@ def interpret_text(model, image, texts, index, start_layer=-1):
     image_features, _ = image_forward(model, image)
     text_features, rec = text_forward(model, texts[index][None])
     logit = model.logit_scale.exp() * (image_features / image_features.norm()) @ (text_features / text_features.norm()).t()
-    blocks = rec["blocks"]
+    return notebook_relevance(rec["blocks"], logit[0, 0], start_layer)[rec["eot"]]
+
+
+def notebook_relevance(blocks, logit, start_layer):
+    """The notebook's loop: ``R = I``; ``R = R + mean_h clamp(grad x A, 0) R`` for blocks ``>= start_layer``
+    (``-1``: the last block only)."""
     start_layer = len(blocks) - 1 if start_layer == -1 else start_layer
     R = eye(blocks[0]["A"].shape[-1])
     for i, b in enumerate(blocks):
         if i < start_layer:
             continue
-        grad = torch.autograd.grad(logit[0, 0], [b["A"]], retain_graph=True)[0]
+        grad = torch.autograd.grad(logit, [b["A"]], retain_graph=True)[0]
         R = R + (grad * b["A"]).clamp(min=0).mean(dim=1)[0] @ R
-    return R[rec["eot"]]
+    return R
 
 
 def ig_weight(model, image, texts, index, steps):
