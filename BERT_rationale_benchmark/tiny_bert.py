@@ -47,6 +47,15 @@ def tiny_params(folder, max_length=256, epochs=2, lr=1e-3, batch_size=8):
                                     "patience": epochs, "lr": lr, "max_grad_norm": 1.0}}
 
 
+def tiny_bert_for(data_dir, folder, hidden=32, layers=2, heads=2, seed=0, **params):
+    """A tiny BERT in ``folder`` whose vocabulary covers the ERASER folder's documents, and ``folder/params.json``
+    (``tiny_params(folder, **params)``); returns the params path."""
+    texts = [" ".join(words) for words in load_flattened_documents(data_dir).values()]
+    folder = make_tiny_bert(folder, texts, hidden, layers, heads, seed)
+    (folder / "params.json").write_text(json.dumps(tiny_params(folder, **params), indent=2) + "\n")
+    return folder / "params.json"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", required=True, help="ERASER folder whose documents the vocabulary covers")
@@ -56,10 +65,8 @@ def main(argv=None):
     parser.add_argument("--heads", type=int, default=2, help="attention heads (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
     args = parser.parse_args(argv)
-    texts = [" ".join(words) for words in load_flattened_documents(args.data_dir).values()]
-    folder = make_tiny_bert(args.output, texts, args.hidden, args.layers, args.heads, args.seed)
-    (folder / "params.json").write_text(json.dumps(tiny_params(folder), indent=2) + "\n")
-    print(f"wrote {folder} and {folder / 'params.json'}")
+    params = tiny_bert_for(args.data_dir, args.output, args.hidden, args.layers, args.heads, args.seed)
+    print(f"wrote {params.parent} and {params}")
 
 
 if __name__ == "__main__":

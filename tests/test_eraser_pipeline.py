@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 from BERT_rationale_benchmark import metrics, summarize  # noqa: E402
 from BERT_rationale_benchmark.models import model_utils  # noqa: E402
 from BERT_rationale_benchmark.models.pipeline import bert_pipeline, training  # noqa: E402
-from BERT_rationale_benchmark.tiny_bert import make_tiny_bert, tiny_params  # noqa: E402
+from BERT_rationale_benchmark.tiny_bert import tiny_bert_for  # noqa: E402
 from BERT_rationale_benchmark.utils import load_flattened_documents, load_split  # noqa: E402
 from BERT_rationale_benchmark.words import TOP_K  # noqa: E402
 from baselines.BERT import perturbation_20ng, perturbation_movies  # noqa: E402
@@ -29,10 +29,8 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     data = root / "movies"
     make_eraser_data.main(["--output", str(data), "--seed", "5", "--num-docs", "30"])
-    texts = [" ".join(words) for words in load_flattened_documents(data).values()]
-    bert = make_tiny_bert(root / "bert", texts, hidden=24, layers=2, heads=2)
-    params = root / "params.json"
-    params.write_text(json.dumps(tiny_params(bert, epochs=1, batch_size=8)))
+    params = tiny_bert_for(data, root / "bert", hidden=24, epochs=1, batch_size=8)
+    bert = params.parent
     out = root / "out"
     bert_pipeline.main(["--data_dir", str(data), "--output_dir", str(out), "--model_params", str(params),
                         "--method", "transformer_attribution", "--device", "cpu"])

@@ -16,8 +16,8 @@ import torch
 
 from BERT_rationale_benchmark import summarize
 from BERT_rationale_benchmark.models.pipeline import bert_pipeline
-from BERT_rationale_benchmark.tiny_bert import make_tiny_bert, tiny_params
-from BERT_rationale_benchmark.utils import load_flattened_documents, load_split
+from BERT_rationale_benchmark.tiny_bert import tiny_bert_for
+from BERT_rationale_benchmark.utils import load_split
 from BERT_rationale_benchmark.words import TOP_K
 from baselines.BERT import perturbation_movies
 from baselines.ViT import generate_visualizations, imagenet_seg_eval, pertubation_eval_from_hdf5
@@ -41,10 +41,7 @@ def reference(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
     vocabulary = root / "vocabulary"
     make_eraser_data.main(["--output", str(vocabulary), "--seed", "0", "--num-docs", "20"])
-    texts = [" ".join(words) for words in load_flattened_documents(vocabulary).values()]
-    bert = make_tiny_bert(root / "bert", texts, hidden=16, layers=2, heads=2)
-    params = root / "params.json"
-    params.write_text(json.dumps(tiny_params(bert, epochs=1, batch_size=8)))
+    params = tiny_bert_for(vocabulary, root / "bert", hidden=16, epochs=1, batch_size=8)
     output = root / "reference"
     assert reproduce.main(arguments(output, params)) == 0
     return {"root": root, "params": params, "output": output}
