@@ -1,6 +1,6 @@
 """``create_model``: the single entry to every model that can be explained."""
 from .bert import create_bert  # noqa: F401
-from .cards import PRETRAINED_DIR, card_config, read_card
+from .cards import PRETRAINED_DIR, card_config, read_card  # noqa: F401 (PRETRAINED_DIR re-exported)
 from .clip import clip_card, create_clip, is_clip_model
 from .vit import (CONFIGS, ModelError, ViTConfig, VisionTransformer, _config_from_timm, load_weights,
                   read_checkpoint, remap_state_dict)

@@ -300,11 +300,6 @@ class TextSide(_Side):
 
     @property
     def input_embedding(self):
-        """Gradient x input methods take the token embeddings' output as the text's input."""
-        return self.tower.token_embedding
-
-    @property
-    def input_embedding(self):
         """The token embeddings: ``attnlrp`` / ``cp_lrp`` explain their output."""
         return self.tower.token_embedding
 
