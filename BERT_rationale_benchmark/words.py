@@ -1,38 +1,48 @@
 """From word-piece scores to whitespace-word scores and top-k word rationales (TE's scheme)."""
+import bisect
+
 import numpy as np
 
 from BERT_rationale_benchmark.utils import DataError
 
-SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[UNK]", "[PAD]")
 TOP_K = tuple(range(5, 85, 5))
 """k = 5, 10, ..., 80 words, as TE's pipeline writes them."""
 
 
-def word_scores(words, pieces, scores, special=SPECIAL_TOKENS):
-    """TE's per-character scheme: each word piece's score is repeated once per character of the piece (special
-    tokens skipped, ``##`` stripped), and word ``i`` gets the max over its characters. Returns one score per word
-    the pieces reach (fewer than ``len(words)`` when the document was truncated; the last one may be partial).
+def word_starts(words):
+    """Where each word starts in ``" ".join(words)``, the text the pipeline encodes."""
+    starts, position = [], 0
+    for word in words:
+        starts.append(position)
+        position += len(word) + 1
+    return starts
 
-    ``pieces`` may be the tokenizer's strings or each piece's characters in the text (which also spells out
-    [UNK] pieces). Raises ``ValueError`` when the pieces do not spell the words (case-insensitive)."""
-    chars, char_scores = [], []
-    for piece, score in zip(pieces, scores):
-        if piece in special:
+
+def word_scores(words, offsets, scores):
+    """TE's scheme, aligned through the tokenizer's character offsets: word ``i`` gets the max score of the word
+    pieces whose span ``[start, end)`` in ``" ".join(words)`` overlaps it. For pieces that tile the words this is
+    TE's per-character rule (each character takes its piece's score, a word the max over its characters). Special
+    tokens have offset ``None``. Characters the tokenizer drops (a soft hyphen, a zero-width space) do not shift
+    later words; a word no piece covers (one made only of such characters) scores 0, as words past the truncation
+    point do. Returns one score per word up to the last word a piece reaches (fewer than ``len(words)`` when the
+    document was truncated)."""
+    starts = word_starts(words)
+    ends = [start + len(word) for start, word in zip(starts, words)]
+    result = [None] * len(words)
+    reached = 0
+    for span, score in zip(offsets, scores):
+        if span is None or span[0] >= span[1]:
             continue
-        piece = piece[2:] if piece.startswith("##") else piece
-        chars.append(piece)
-        char_scores.extend([float(score)] * len(piece))
-    spelled = "".join(chars).lower()
-    result, start = [], 0
-    for index, word in enumerate(words):
-        if start >= len(char_scores):
-            break
-        end = start + len(word)
-        if spelled[start:end] != word.lower()[:len(spelled[start:end])]:
-            raise DataError(f"the word pieces do not spell word {index} {word!r} (got {spelled[start:end]!r})")
-        result.append(max(char_scores[start:end]))
-        start = end
-    return result
+        first = bisect.bisect_right(starts, span[0]) - 1
+        if first < 0 or span[0] >= ends[first]:
+            first += 1
+        last = bisect.bisect_left(starts, span[1]) - 1
+        if first >= len(words) or last < first:
+            raise DataError(f"a word piece at characters {span[0]}-{span[1]} lies outside the document's words")
+        for index in range(first, last + 1):
+            result[index] = float(score) if result[index] is None else max(result[index], float(score))
+        reached = max(reached, last + 1)
+    return [0.0 if value is None else value for value in result[:reached]]
 
 
 def top_k_words(scores, k):

@@ -86,8 +86,9 @@ def load_tokenizer(params):
 
 
 def encode(tokenizer, text, max_length):
-    """TE's encoding: [CLS] text [SEP], truncated to ``max_length``. Returns ``input_ids`` (list), ``pieces``
-    (each word piece's characters in ``text``, special tokens by name) and ``truncated``."""
+    """TE's encoding: [CLS] text [SEP], truncated to ``max_length``. Returns ``input_ids`` (list), ``tokens``,
+    ``offsets`` (each word piece's ``(start, end)`` characters in ``text``, ``None`` for special tokens) and
+    ``truncated``."""
     full = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True,
                      return_token_type_ids=False, return_attention_mask=False)
     ids = full["input_ids"]
@@ -98,9 +99,9 @@ def encode(tokenizer, text, max_length):
                          return_token_type_ids=False, return_attention_mask=False)
         full, ids = kept, kept["input_ids"]
     tokens = tokenizer.convert_ids_to_tokens(ids)
-    pieces = [token if special else text[start:end]
-              for token, special, (start, end) in zip(tokens, full["special_tokens_mask"], full["offset_mapping"])]
-    return {"input_ids": ids, "pieces": pieces, "tokens": tokens, "truncated": truncated}
+    offsets = [None if special else tuple(span) for special, span in zip(full["special_tokens_mask"],
+                                                                         full["offset_mapping"])]
+    return {"input_ids": ids, "offsets": offsets, "tokens": tokens, "truncated": truncated}
 
 
 def pad_batch(id_lists, device="cpu", pad_id=0):

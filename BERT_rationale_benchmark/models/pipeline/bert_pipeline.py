@@ -14,8 +14,9 @@ As TE's pipeline (CVPR'21, Fig. token-F1 vs k), with --method instead of a hard-
      {j}_CF.tex (the other class, class-specific methods, two classes); OUTPUT/<method>/summary.json.
 --method random ranks words by uniform random word-piece scores (a baseline; seeded by the docid).
 Beyond TE: batches of documents; each k's file holds exactly the top-k words (TE's lists grew across k, top-5 plus
-top-10 plus ..., which scores the same since ERASER compares sets); soft scores are written too; the word pieces'
-characters come from the tokenizer's offsets, so [UNK] pieces and stripped accents stay aligned with the words.
+top-10 plus ..., which scores the same since ERASER compares sets); soft scores are written too; word pieces are
+matched to words through the tokenizer's character offsets, so [UNK] pieces, stripped accents and characters the
+tokenizer drops (soft hyphens, zero-width spaces) keep the words aligned.
 """
 import argparse
 import json
@@ -148,7 +149,7 @@ def write_outputs(folder, test, documents, encodings, classes, explained):
         label = classes.index(annotation.classification)
         right = int(found["predicted"] == label)
         correct += right
-        words = word_scores(documents[docid], encoding["pieces"], found["scores"].tolist())
+        words = word_scores(documents[docid], encoding["offsets"], found["scores"].tolist())
         for k in TOP_K:
             lines[k].append(rationale_record(annotation.annotation_id, docid, words, len(documents[docid]), k))
         tokens = encoding["tokens"]
