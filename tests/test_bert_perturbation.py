@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from baselines.BERT import perturbation_20ng, perturbation_movies  # noqa: E402
-from baselines.BERT.perturbation_common import correct_per_step, perturbed, removal_ranks, report  # noqa: E402
+from baselines.BERT.perturbation_common import Tally, per_step, perturbed, removal_ranks, report  # noqa: E402
+from baselines.eval import metrics  # noqa: E402
 from baselines.cli import run  # noqa: E402
 
 KEY = 7
@@ -52,16 +53,49 @@ def test_accuracy_per_step_batched_equals_one_by_one():
     labels = torch.ones(5, dtype=torch.long)
     fractions = [0.0, 0.1, 0.5, 1.0]
     lengths = mask.sum(1)
-    batched = correct_per_step(KeyTokenModel(), {"input_ids": ids, "attention_mask": mask}, scores, labels,
-                               fractions, lengths=lengths, chunk=3)
-    single = sum(correct_per_step(KeyTokenModel(), {"input_ids": ids[i:i + 1], "attention_mask": mask[i:i + 1]},
-                                  scores[i:i + 1], labels[i:i + 1], fractions, lengths=lengths[i:i + 1])
+    batched = per_step(KeyTokenModel(), {"input_ids": ids, "attention_mask": mask}, scores, labels,
+                       fractions, lengths=lengths, chunk=3)["correct"]
+    single = sum(per_step(KeyTokenModel(), {"input_ids": ids[i:i + 1], "attention_mask": mask[i:i + 1]},
+                          scores[i:i + 1], labels[i:i + 1], fractions, lengths=lengths[i:i + 1])["correct"]
                  for i in range(5))
     assert batched.tolist() == single.tolist()
     assert batched[0] == 5 and batched[-1] == 0
     ranked = removal_ranks(scores, torch.arange(12)[None] < lengths[:, None])[:, 3]
     expected = [sum(int(rank) >= int(int(n) * f) for rank, n in zip(ranked, lengths)) for f in fractions]
     assert batched.tolist() == expected
+
+
+def key_documents():
+    ids = torch.tensor([[11, KEY, 13, 14, 15], [KEY, 12, 13, 14, 15]])
+    scores = torch.tensor([[0.1, 0.9, 0.2, 0.3, 0.4], [0.0, 0.1, 0.2, 0.3, 0.4]])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, scores, torch.tensor([1, 1])
+
+
+@pytest.mark.parametrize("neg", [False, True])
+def test_abpc_from_both_removal_orders_by_hand(neg):
+    """KeyTokenModel's class-1 logit is 1 while KEY stays. Document 0 ranks KEY first (most relevant): gone from
+    f = 0.2 on when removed most-relevant-first, kept up to f = 0.8 least-relevant-first; document 1 ranks KEY last
+    the other way round. With ``--neg`` the scores are negated and the orders swap roles, the figure does not."""
+    inputs, scores, labels = key_documents()
+    fractions = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    morf = np.array([[1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=float)
+    lerf = np.array([[1, 1, 1, 1, 1, 0], [1, 0, 0, 0, 0, 0]], dtype=float)
+    tally = Tally(fractions, neg, both_orders=True)
+    tally.add(KeyTokenModel(), inputs, -scores if neg else scores, labels, clean=2, chunk=4)
+    result = tally.report()
+    expected = np.mean([np.trapezoid(lerf[i] - morf[i], fractions) for i in range(2)])
+    assert result["abpc_logit"] == pytest.approx(expected) == pytest.approx(0.0)
+    assert result["morf_logit"] == morf.mean(0).tolist() and result["lerf_logit"] == lerf.mean(0).tolist()
+    absent, present = torch.tensor([0.0, 1.0]).softmax(0).tolist()
+    assert result["morf_prob"][1] == pytest.approx((absent + present) / 2)
+    single = Tally(fractions, neg, both_orders=True)
+    single.add(KeyTokenModel(), {k: v[:1] for k, v in inputs.items()}, (-scores if neg else scores)[:1],
+               labels[:1], clean=1)
+    assert single.report()["abpc_logit"] == pytest.approx(metrics.area_between_curves(lerf[:1], morf[:1],
+                                                                                      fractions)) == 0.8
+    accuracy_only = Tally(fractions, neg, both_orders=False)
+    accuracy_only.add(KeyTokenModel(), inputs, -scores if neg else scores, labels, clean=2)
+    assert "abpc_logit" not in accuracy_only.report() and accuracy_only.report()["accuracy"] == result["accuracy"]
 
 
 def test_report_area():

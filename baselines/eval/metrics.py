@@ -157,16 +157,19 @@ def perturbation_summary(hits, prob_drop, logit_drop, steps=PERTURBATION_STEPS):
     }
 
 
-def area_between_curves(lerf, morf, steps=PERTURBATION_STEPS):
-    """ABPC: mean over images of ``trapezoid(lerf - morf, (0, steps))``; ``lerf``, ``morf``: ``[N, 1 + S]``
-    scores of the explained class (column 0 = the clean image)."""
+CLEAN_AND_STEPS = (0.0, *PERTURBATION_STEPS)
+
+
+def area_between_curves(lerf, morf, x=CLEAN_AND_STEPS):
+    """ABPC: mean over samples of ``trapezoid(lerf - morf, x)``; ``lerf``, ``morf``: ``[N, len(x)]`` scores of the
+    explained class (for images, column 0 = the clean image at x = 0)."""
     gap = np.asarray(lerf, dtype=np.float64) - np.asarray(morf, dtype=np.float64)
-    return float(np.trapezoid(gap, [0.0, *steps], axis=1).mean()) if len(gap) else float("nan")
+    return float(np.trapezoid(gap, list(x), axis=1).mean()) if len(gap) else float("nan")
 
 
-def abpc_summary(morf_logit, lerf_logit, morf_prob, lerf_prob, steps=PERTURBATION_STEPS):
-    """ABPC of the logit and of the probability, and the mean curves (all ``[N, 1 + S]``)."""
+def abpc_summary(morf_logit, lerf_logit, morf_prob, lerf_prob, x=CLEAN_AND_STEPS):
+    """ABPC of the logit and of the probability, and the mean curves (all ``[N, len(x)]``)."""
     mean = [np.asarray(c, dtype=np.float64).mean(0).tolist() for c in (morf_logit, lerf_logit, morf_prob, lerf_prob)]
-    return {"abpc_logit": area_between_curves(lerf_logit, morf_logit, steps),
-            "abpc_prob": area_between_curves(lerf_prob, morf_prob, steps),
+    return {"abpc_logit": area_between_curves(lerf_logit, morf_logit, x),
+            "abpc_prob": area_between_curves(lerf_prob, morf_prob, x),
             "morf_logit": mean[0], "lerf_logit": mean[1], "morf_prob": mean[2], "lerf_prob": mean[3]}

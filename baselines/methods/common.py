@@ -59,14 +59,15 @@ def check_precision(model, method, needs):
 
 
 @contextmanager
-def recorded(model, inputs, with_grad, first_block=0, **forward_options):
+def recorded(model, inputs, with_grad, first_block=0, fused_before=True, **forward_options):
     """Run a recorded forward; yields ``(logits, attention maps)``, ``None`` for the blocks before
-    ``first_block`` (not recorded: they run the fused kernel). Weights never receive gradients."""
+    ``first_block`` (not recorded: they run the fused kernel unless ``fused_before`` is False, see
+    ``AttentionModel.record``). Weights never receive gradients."""
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        with model.record(first_block), torch.set_grad_enabled(with_grad):
+        with model.record(first_block, fused_before), torch.set_grad_enabled(with_grad):
             logits = model(inputs, **forward_options)
             cores = model.attention_cores
             yield logits, [None] * first_block + [core.attn for core in cores[first_block:]]

@@ -57,9 +57,10 @@ class AttentionModel(Protocol):
 
     def parameters(self): ...
 
-    def record(self, first_block: int = 0) -> AbstractContextManager:
+    def record(self, first_block: int = 0, fused_before: bool = True) -> AbstractContextManager:
         """Inside, forwards record the attention maps of blocks ``>= first_block`` (earlier blocks may keep their
-        fused kernels); everything recorded is dropped on exit."""
+        fused kernels; with ``fused_before=False`` they compute attention as the recorded blocks do); everything
+        recorded is dropped on exit."""
 
     def query_rows(self, inputs: Any) -> torch.Tensor:
         """``[B]`` long: the row of the attention maps that each sample's explanation reads; or ``[B, N]`` float
@@ -109,8 +110,8 @@ class LayerModel:
     method_defaults = {}
     input_embedding = None
 
-    def record(self, first_block=0):
-        return recording(self, first_block)
+    def record(self, first_block=0, fused_before=True):
+        return recording(self, first_block, fused_before)
 
     def value_terms(self, index):
         block = self.blocks[index]

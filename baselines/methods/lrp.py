@@ -14,9 +14,10 @@ def transformer_attribution(model, inputs, class_index=None, start_layer=1, row_
     """Transformer attribution (Chefer et al., CVPR 2021), conservative rules (TE ``layers_ours``):
 
     ``Abar_b = mean_h clamp(G_b * R_A_b, 0)``; ``M_b = Abar_b + I`` (row-normalised only with ``row_normalize``,
-    TE's BERT convention); result = the query row of ``M_{L-1} ... M_s``, ``s = start_layer``.
+    TE's BERT convention); result = the query row of ``M_{L-1} ... M_s``, ``s = start_layer``. Only blocks
+    ``>= s`` are recorded and relevance stops there.
     """
-    with recorded(model, inputs, with_grad=True) as (logits, maps):
+    with recorded(model, inputs, with_grad=True, first_block=start_layer, fused_before=False) as (logits, maps):
         target = target_classes(logits, class_index)
         grads = gradients(logits, target, maps[start_layer:])
         with torch.no_grad():

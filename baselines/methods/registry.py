@@ -125,10 +125,11 @@ def supported_methods(model):
 
 
 def fitted_defaults(model, spec):
-    """A default start layer past a shallow model's last block becomes ``start * depth // 12`` (the originals'
-    defaults are block indices of 12-block models), so every method runs on any depth."""
+    """On a model of fewer than 12 blocks every method's default start layer becomes ``start * depth // 12``: the
+    originals' defaults are block indices of 12-block models, so each method keeps the same share of blocks
+    (on 4 blocks: 1 -> 0, 3 -> 1, 6 -> 2). Deeper models keep the originals' indices."""
     start, depth = spec.options.get("start_layer"), len(model.attention_cores)
-    return {"start_layer": start * depth // 12} if start is not None and start >= depth else {}
+    return {"start_layer": start * depth // 12} if start is not None and depth < 12 else {}
 
 
 def set_cls_entry(row, how, valid=None):

@@ -132,12 +132,12 @@ class HookedModel(nn.Module):
             handle.remove()
 
     @contextmanager
-    def record(self, first_block=0):
+    def record(self, first_block=0, fused_before=True):
         handles = []
         try:
             for index in range(first_block, len(self.blocks)):
                 handles += self._hooks(index, index == first_block)
-            with self.family.unfused(first_block):
+            with self.family.unfused(first_block if fused_before else 0):
                 yield self
         finally:
             for handle in handles:

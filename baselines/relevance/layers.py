@@ -27,17 +27,25 @@ class RelevanceLayer(nn.Module):
 
 
 @contextmanager
-def recording(model, first_block=0):
+def recording(model, first_block=0, fused_before=True):
     """Record what the relevance rules need during the forwards inside the block; forget it on exit.
 
-    Blocks before ``first_block`` (of ``model.blocks``) record nothing and keep their fused attention kernel."""
+    Blocks before ``first_block`` (of ``model.blocks``) record nothing. They keep their fused attention kernel, or
+    with ``fused_before=False`` compute attention as recorded blocks do (the same rounding whatever the batch:
+    the conservative rules amplify a fused kernel's batch-dependent rounding about 10^4 times)."""
     skipped = {id(m) for block in model.blocks[:first_block] for m in block.modules()}
     layers = [m for m in model.modules() if isinstance(m, RelevanceLayer) and id(m) not in skipped]
+    unfused = [] if fused_before else [m for block in model.blocks[:first_block] for m in block.modules()
+                                      if isinstance(m, AttentionCore)]
     for layer in layers:
         layer.recording = True
+    for core in unfused:
+        core.fused = False
     try:
         yield model
     finally:
+        for core in unfused:
+            core.fused = True
         for layer in layers:
             layer.recording = False
             layer.__dict__.pop("saved", None)
@@ -148,7 +156,7 @@ class AttentionCore(RelevanceLayer):
 
     While recording, the attention probabilities ``A`` are materialised and kept (``self.attn``); with gradients
     enabled they always require grad (a leaf when nothing before them does, e.g. with frozen weights), so methods
-    can take gradients with respect to them. Otherwise the fused kernel runs.
+    can take gradients with respect to them. Otherwise the fused kernel runs (unless ``fused`` is False).
     The kept ``q, k, v`` are the caller's tensors (views of the projections' outputs, no copies).
     ``relprop`` follows TE: ``(R_A, R_v) = matmul rule on A v``, both halved (the halving of ``R`` before the
     rule is exact); the softmax passes relevance;
@@ -157,20 +165,23 @@ class AttentionCore(RelevanceLayer):
     ``self.attn_relevance``.
     """
 
+    fused = True
+
     def __init__(self, scale):
         super().__init__()
         self.scale = scale
 
     def forward(self, q, k, v, mask=None):
-        if not self.recording:
+        if self.fused and not self.recording:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
         scores = (q @ k.transpose(-1, -2)) * self.scale
         if mask is not None:
             scores = scores + mask
         attn = scores.softmax(dim=-1)
-        if torch.is_grad_enabled() and not attn.requires_grad:
-            attn.requires_grad_()
-        self.keep(q=q, k=k, v=v, attn=attn, mask=mask)
+        if self.recording:
+            if torch.is_grad_enabled() and not attn.requires_grad:
+                attn.requires_grad_()
+            self.keep(q=q, k=k, v=v, attn=attn, mask=mask)
         return attn @ v
 
     @property

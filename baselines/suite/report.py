@@ -189,23 +189,27 @@ class Report:
         pos = [self.result(f"bert-perturbation/{m}/pos") for m in methods]
         neg = [self.result(f"bert-perturbation/{m}/neg") for m in methods]
         pos_auc, neg_auc = [r["auc"] for r in pos], [r and r["auc"] for r in neg]
-        pos_rank, neg_rank = ranks(pos_auc, False), ranks(neg_auc, True)
+        abpc = [r.get("abpc_logit") for r in pos]
+        pos_rank, neg_rank, abpc_rank = ranks(pos_auc, False), ranks(neg_auc, True), ranks(abpc, True)
         rows = []
         for i, method in enumerate(methods):
-            rows.append([method, fmt(pos_auc[i], 3), pos_rank[i], fmt(neg_auc[i], 3), neg_rank[i]]
-                        + [fmt(a, 1) for a in pos[i]["accuracy"]])
+            rows.append([method, fmt(pos_auc[i], 3), pos_rank[i], fmt(neg_auc[i], 3), neg_rank[i], fmt(abpc[i], 4),
+                         abpc_rank[i]] + [fmt(a, 1) for a in pos[i]["accuracy"]])
             self.add_csv("bert_perturbation", method, "positive AUC", pos_auc[i], None, pos_rank[i])
             self.add_csv("bert_perturbation", method, "negative AUC", neg_auc[i], None, neg_rank[i])
+            self.add_csv("bert_perturbation", method, "ABPC logit", abpc[i], None, abpc_rank[i])
         fractions = pos[0]["fractions"]
         self.sections.append(
             f"## BERT perturbation on Movies (TI), {pos[0]['documents']} documents, clean accuracy "
             f"{pos[0]['clean_accuracy']:.1f}%\n\nThe top-scored tokens of each document are removed, cumulatively, "
             f"at fractions {fractions[0]:.2f} to {fractions[-1]:.2f}; AUC = sklearn `auc` over those fractions of "
-            "the accuracy in % (positive: lower is better; negative: higher is better). The columns after the ranks "
-            "give the positive curve. TI reports its methods ahead of the baselines; on positive AUC that claim "
+            "the accuracy in % (positive: lower is better; negative: higher is better); ABPC = the area between the "
+            "least- and most-relevant-first curves of the explained class's logit over the same fractions "
+            "(AttnLRP's figure, higher is better). The columns after the ranks give the positive curve. TI reports its methods ahead of the baselines; on positive AUC that claim "
             + leader_check(dict(zip(methods, pos_auc)), TI_METHODS, False, "positive AUC") + ", on negative AUC it "
             + leader_check(dict(zip(methods, neg_auc)), TI_METHODS, True, "negative AUC") + ".\n\n"
-            + table(["method", "AUC pos", "rank", "AUC neg", "rank"] + [f"pos {f:.2f}" for f in fractions], rows))
+            + table(["method", "AUC pos", "rank", "AUC neg", "rank", "ABPC logit", "rank"]
+                    + [f"pos {f:.2f}" for f in fractions], rows))
 
     def notes(self):
         notes = [f"- {key}: {record['note']}" for key, record in self.records.items() if record.get("note")]

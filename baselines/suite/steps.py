@@ -178,7 +178,7 @@ def bert_perturbation(context, step):
     args = perturbation_movies.parse_args(
         ["--data_dir", str(config.eraser), "--output_dir", str(config.bert_output), "--model_params",
          str(config.bert_params), "--method", step.method, "--splits", *settings["splits"], "--batch-size",
-         str(settings["batch_size"]), "--device", config.device] + (["--neg"] if settings["neg"] else [])
+         str(settings["batch_size"]), "--device", config.device] + (["--neg", "--no-abpc"] if settings["neg"] else [])
         + (["--limit", str(settings["limit"])] if settings["limit"] else []))
     _, ids, labels = context.encoded(args)
     return perturbation_movies.evaluate(args, ids, labels, context.bert)
