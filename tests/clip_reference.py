@@ -223,3 +223,23 @@ def transformer_attribution_image(model, image, texts, index, start_layer=1):
     rels = blocks_relprop(model.visual.transformer.resblocks, blocks, R)
     cams = [(g[0] * r[0]).clamp(min=0).mean(0) + eye(g.shape[-1]) for g, r in zip(grads, rels)]
     return te.rollout_product(cams, start_layer)[0, 1:]
+
+
+def transformer_attribution_text(model, image, texts, index, start_layer=1):
+    """TE's conservative LRP through the text tower for text ``index``: the causal mask is the additive
+    ``finfo.min`` mask of our tower (a ``-inf`` one gives NaN in the add rule), taken by the add rule at the
+    scores; ``ln_final`` precedes the EOT selection and passes relevance."""
+    image_features, _ = image_forward(model, image)
+    ids = texts[index][None]
+    text_features, rec = text_forward(model, ids, mask_value=torch.finfo(image_features.dtype).min)
+    image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+    logit = model.logit_scale.exp() * image_features @ (text_features / text_features.norm(dim=-1, keepdim=True)).t()
+    blocks = rec["blocks"]
+    grads = torch.autograd.grad(logit[0, 0], [b["A"] for b in blocks], retain_graph=True)
+    R = similarity_relprop(text_features, image_features, model.logit_scale, torch.ones_like(logit))
+    eot = rec["eot"]
+    R = te.linear(rec["normed"][:, eot], model.text_projection.t(), R, True)
+    R = te.simple(lambda t: t[:, eot], [rec["normed"]], R)[0]
+    rels = blocks_relprop(model.transformer.resblocks, blocks, R, rec["mask"])
+    cams = [(g[0] * r[0]).clamp(min=0).mean(0) + eye(g.shape[-1]) for g, r in zip(grads, rels)]
+    return te.rollout_product(cams, start_layer)[eot]

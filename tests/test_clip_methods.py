@@ -50,6 +50,22 @@ def test_image_side_matches_reference(models, data, method, options, reference):
             torch.testing.assert_close(got[i, t].reshape(-1), expected.reshape(-1), rtol=1e-7, atol=1e-9)
 
 
+def test_text_side_transformer_attribution_through_the_causal_mask(models, data):
+    """LRP through the text tower equals the per-pair reference (TE's rules through the similarity, the causal
+    mask's addition to the scores by the add rule as TE's BERT does with its padding mask: the mask is 0 where
+    attention is allowed, so the scores keep that relevance), and is zero past EOT."""
+    torch.set_num_threads(2)
+    original, ours = models
+    images, ids = data
+    got = explain_pairs(ours, images, ids, "transformer_attribution", side="text", batch_size=4, start_layer=1)
+    for i in range(images.shape[0]):
+        for t in range(ids.shape[0]):
+            expected = ref.transformer_attribution_text(original, images[i:i + 1], ids, t, 1).detach()
+            torch.testing.assert_close(got[i, t], expected, rtol=1e-7, atol=1e-9)
+    past = torch.arange(ids.shape[1])[None, :] > ids.argmax(dim=1)[:, None]
+    assert (got[:, past] == 0).all() and (got[:, ~past] != 0).any()
+
+
 def test_text_side_matches_notebook(models, data):
     torch.set_num_threads(2)
     original, ours = models

@@ -109,6 +109,22 @@ def test_report_equals_the_individual_scripts(reference, tmp_path):
     assert numbers["bert-perturbation/attn_last_layer/pos"]["result"] == movies
 
 
+def test_torchrun_two_processes_give_the_single_process_report(reference, tmp_path, one_thread):
+    """The image steps shard their images over two torchrun processes (CPU, gloo); one image per batch makes each
+    image's computation the same float32 one, so the report equals the single-process one to the last digit."""
+    def argv(name):
+        return [*arguments(tmp_path / name, reference["params"]), "--tests", "seg,pert", "--batch-size", "1",
+                "--data-root", str(reference["output"] / "data")]
+    assert reproduce.main(argv("one")) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    process = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              str(ROOT / "scripts" / "reproduce.py"), *argv("two")], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert report(tmp_path / "two") == report(tmp_path / "one")
+    assert len(ran(tmp_path / "two")) == len(json.loads((tmp_path / "one" / "results.json").read_text()))
+
+
 def test_changed_setting_and_unreadable_record_rerun_only_their_steps(reference, tmp_path):
     torch.set_num_threads(1)
     output = tmp_path / "copy"
