@@ -42,7 +42,9 @@ def parse(argv):
                         help="an int .npy of dataset rows to use (TI's pert_index.npy: 5000 ImageNet-val images)")
     parser.add_argument("--output", default=None,
                         help="output folder (default experiments/clip_perturbation/{method}_{neg|pos}/experiment_K)")
-    cli.add_common_arguments(parser, batch_size=16)
+    cli.add_common_arguments(parser, batch_size=16,
+                             model_help="a CLIP: shipped name (default synthetic_clip), open_clip architecture name "
+                                        "with --weights (OpenAI .pt, open_clip or Hugging Face weights)")
     args = parser.parse_args(argv)
     args.method = resolve(args.method)
     if args.model is None:

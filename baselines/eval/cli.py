@@ -12,12 +12,14 @@ from baselines.eval import distributed
 from baselines.eval.results import InputError
 
 
-def add_common_arguments(parser, batch_size):
+MODEL_HELP = ("timm ViT name or shipped model (our explainable copy; default: the repository's synthetic_vit), or "
+              "timm:NAME / hf:FOLDER for any supported timm model or Hugging Face image classifier, explained through "
+              "hooks (no LRP methods); a CLIP name (synthetic_clip, ViT-B-32, ...) runs as a zero-shot classifier")
+
+
+def add_common_arguments(parser, batch_size, model_help=MODEL_HELP):
     """--model, --weights / --pretrained / --random-weights, --batch-size, --num-workers, --device, --limit."""
-    parser.add_argument("--model", default=None,
-                        help="timm ViT name or shipped model (our explainable copy; default: the repository's "
-                             "synthetic_vit), or timm:NAME / hf:FOLDER for any supported timm model or Hugging Face "
-                             "image classifier, explained through hooks (no LRP methods)")
+    parser.add_argument("--model", default=None, help=model_help)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", default=None, help="local checkpoint for --model")
     source.add_argument("--pretrained", action="store_true",

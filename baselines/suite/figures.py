@@ -28,6 +28,14 @@ def _save(figure, path, curves=()):
     _pyplot().close(figure)
 
 
+def line_style(index, method):
+    """Method ``index``'s colour and line: ten colours, then the same colours dashed, then dotted (matplotlib's
+    cycle alone repeats after ten methods); the random baseline is grey and dashed."""
+    if method == "random":
+        return {"color": "grey", "linestyle": "--"}
+    return {"color": f"C{index % 10}", "linestyle": ("-", "--", ":")[index // 10 % 3]}
+
+
 def perturbation_curves(report, path):
     from baselines.suite.report import PERTURBATION_COLUMNS, ordered
     methods = ordered([m for m in report.config.methods if report.result(f"perturbation/{m}/top/pos")])
@@ -36,10 +44,11 @@ def perturbation_curves(report, path):
     plt = _pyplot()
     figure, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, sharey=True)
     for axis, (vis_class, neg, label) in zip(axes.flat, PERTURBATION_COLUMNS):
-        for method in methods:
+        for index, method in enumerate(methods):
             run = report.result(f"perturbation/{method}/{vis_class}/{'neg' if neg else 'pos'}")
             if run:
-                axis.plot(run["steps"], run["accuracy"], marker=".", label=f"{method} ({run['auc']:.1f})")
+                axis.plot(run["steps"], run["accuracy"], marker=".", label=f"{method} ({run['auc']:.1f})",
+                          **line_style(index, method))
         axis.set(title=label, xlabel="fraction of pixels removed", ylabel="top-1 accuracy", ylim=(0, 1.02))
     _save(figure, path, curves=figure.axes)
     return True
@@ -51,11 +60,11 @@ def token_f1(report, path):
         return False
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for method in methods:
+    for index, method in enumerate(methods):
         f1 = report.result(f"eraser/{method}")["token_f1"]
         ks = sorted(f1, key=int)
         axis.plot([int(k) for k in ks], [100 * f1[k] for k in ks], marker=".", label=method,
-                  linestyle="--" if method == "random" else "-")
+                  **line_style(index, method))
     axis.set(xlabel="k (top-k words)", ylabel="token F1 (%)", title="ERASER Movies: token-F1 against k")
     _save(figure, path, curves=[axis])
     return True
@@ -68,10 +77,11 @@ def bert_perturbation_curves(report, path):
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for axis, sign in zip(axes, ("pos", "neg")):
-        for method in methods:
+        for index, method in enumerate(methods):
             run = report.result(f"bert-perturbation/{method}/{sign}")
             if run:
-                axis.plot(run["fractions"], run["accuracy"], marker=".", label=f"{method} ({run['auc']:.2f})")
+                axis.plot(run["fractions"], run["accuracy"], marker=".", label=f"{method} ({run['auc']:.2f})",
+                          **line_style(index, method))
         axis.set(title={"pos": "positive (lower is better)", "neg": "negative (higher is better)"}[sign],
                  xlabel="fraction of tokens removed", ylabel="accuracy (%)")
     _save(figure, path, curves=figure.axes)
