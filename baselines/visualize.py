@@ -42,8 +42,8 @@ def save_clip_panel(path, image, rows):
     between the start and end tokens coloured by their relevance (scaled by the row's largest; special tokens
     omitted, as the generic-attention notebook does). ``rows``: ``(title, tokens, [(method, heatmap, scores)])``."""
     columns = max(len(cells) for _, _, cells in rows)
-    figure = plt.figure(figsize=(2.6 * columns + 0.2, 3.3 * len(rows)))
-    grid = figure.add_gridspec(2 * len(rows), columns, height_ratios=[5, 1] * len(rows))
+    figure = plt.figure(figsize=(2.6 * columns + 0.2, 3.4 * len(rows)), layout="constrained")
+    grid = figure.add_gridspec(2 * len(rows), columns, height_ratios=[6, 1] * len(rows))
     for r, (title, tokens, cells) in enumerate(rows):
         for c, (method, heatmap, scores) in enumerate(cells):
             axis = figure.add_subplot(grid[2 * r, c])
@@ -57,6 +57,5 @@ def save_clip_panel(path, image, rows):
                          aspect="auto")
             strip.set_xticks(range(len(words)), words, rotation=45, ha="right", fontsize=7)
             strip.set_yticks([])
-    figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -170,6 +170,26 @@ def test_20ng_perturbation_from_an_export(setup, tmp_path):
     assert result["accuracy"][0] == result["clean_accuracy"]
 
 
+ABPC_FIELDS = ("abpc_logit", "abpc_prob", "morf_logit", "lerf_logit", "morf_prob", "lerf_prob")
+
+
+def assert_same_perturbation_result(ours, hooked, all_removed_last=False):
+    """Accuracies equal; the logit curves and their ABPC come from two float32 implementations of the same BERT
+    (ours and transformers'), which agree to 1e-5 relative on the logits, so compare those within 1e-4.
+    ``all_removed_last``: the last step removes every position (20NG's f = 1), an input of padding only, on which
+    the two implementations' logits are not defined alike (they differed by 2e-4 here): that point is left out of
+    the curves, and the areas are compared to 1e-4 absolute (the step's trapezoid share is 0.05 x its gap)."""
+    assert {k: v for k, v in ours.items() if k not in ABPC_FIELDS} == {
+        k: v for k, v in hooked.items() if k not in ABPC_FIELDS}
+    for field in ABPC_FIELDS:
+        a, b = ours[field], hooked[field]
+        if all_removed_last and isinstance(a, list):
+            a, b = a[:-1], b[:-1]
+        close = pytest.approx(b, abs=1e-4) if all_removed_last and not isinstance(a, list) else pytest.approx(
+            b, rel=1e-4, abs=1e-6)
+        assert a == close, field
+
+
 @pytest.mark.numerics
 def test_perturbations_through_hooks_equal_our_copy(setup, tmp_path):
     """``--model hf:FOLDER`` (the fine-tuned classifier saved as a Hugging Face folder, explained through hooks)
@@ -188,7 +208,8 @@ def test_perturbations_through_hooks_equal_our_copy(setup, tmp_path):
         perturbation_movies.main([*movies, "--output_dir", str(tmp_path / name), *source])
     results = [json.loads((tmp_path / name / "generic_attribution" / "perturbation_positive.json").read_text())
                for name in ("ours", "hooked")]
-    assert results[0] == results[1] and results[0]["documents"] == 6
+    assert_same_perturbation_result(*results)
+    assert results[0]["documents"] == 6
     documents = load_flattened_documents(setup["data"])
     records = [{"text": " ".join(words[:40]), "label": i % 2} for i, words in enumerate(documents.values())]
     (tmp_path / "news.json").write_text(json.dumps(records))
@@ -196,7 +217,8 @@ def test_perturbations_through_hooks_equal_our_copy(setup, tmp_path):
             "--max-length", "32"]
     for name, source in (("ours", ["--checkpoint", str(checkpoint)]), ("hooked", hooked)):
         perturbation_20ng.main([*news, "--output", str(tmp_path / f"{name}.json"), *source])
-    assert json.loads((tmp_path / "ours.json").read_text()) == json.loads((tmp_path / "hooked.json").read_text())
+    assert_same_perturbation_result(*(json.loads((tmp_path / f"{name}.json").read_text()) for name in ("ours", "hooked")),
+                                    all_removed_last=True)
     for name, source in (("ours", []), ("hooked", hooked)):
         shutil.copytree(setup["out"] / "classifier", tmp_path / f"{name}_rationales" / "classifier")
         bert_pipeline.main(["--data_dir", str(setup["data"]), "--output_dir", str(tmp_path / f"{name}_rationales"),

@@ -205,7 +205,8 @@ class Report:
             f"at fractions {fractions[0]:.2f} to {fractions[-1]:.2f}; AUC = sklearn `auc` over those fractions of "
             "the accuracy in % (positive: lower is better; negative: higher is better); ABPC = the area between the "
             "least- and most-relevant-first curves of the explained class's logit over the same fractions "
-            "(AttnLRP's figure, higher is better). The columns after the ranks give the positive curve. TI reports its methods ahead of the baselines; on positive AUC that claim "
+            "(AttnLRP's figure, higher is better). The columns after the ranks give the positive curve. TI reports "
+            "its methods ahead of the baselines; on positive AUC that claim "
             + leader_check(dict(zip(methods, pos_auc)), TI_METHODS, False, "positive AUC") + ", on negative AUC it "
             + leader_check(dict(zip(methods, neg_auc)), TI_METHODS, True, "negative AUC") + ".\n\n"
             + table(["method", "AUC pos", "rank", "AUC neg", "rank", "ABPC logit", "rank"]

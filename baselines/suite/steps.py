@@ -107,7 +107,7 @@ def segmentation(context, step):
                                     "--output", str(out)] + context.vit_arguments())
     cli.check_common(args)
     imagenet_seg_eval.evaluate(args, context.dist, model=context.vit, dataset=context.segmentation_set)
-    return read_results(out / "results.json", SEGMENTATION_KEYS)
+    return merged(context, lambda: read_results(out / "results.json", SEGMENTATION_KEYS))
 
 
 def visualizations(context, step):
@@ -120,8 +120,11 @@ def visualizations(context, step):
     cli.check_common(args)
     stale_outputs(path, step.fingerprint)
     generate_visualizations.generate(args, context.dist, model=context.vit, dataset=context.validation_set)
-    with h5py.File(path, "r") as written:
-        return {"rows": len(written["target"])}
+
+    def rows():
+        with h5py.File(path, "r") as written:
+            return {"rows": len(written["target"])}
+    return merged(context, rows)
 
 
 def stale_outputs(path, fingerprint):
@@ -145,7 +148,7 @@ def perturbation(context, step):
         + (["--neg", "--no-abpc"] if settings["neg"] else []) + context.vit_arguments())
     cli.check_common(args)
     pertubation_eval_from_hdf5.evaluate(args, context.dist, model=context.vit)
-    return read_results(out / "results.json", PERTURBATION_KEYS)
+    return merged(context, lambda: read_results(out / "results.json", PERTURBATION_KEYS))
 
 
 def finetune(context, step):
@@ -182,6 +185,12 @@ def bert_perturbation(context, step):
         + (["--limit", str(settings["limit"])] if settings["limit"] else []))
     _, ids, labels = context.encoded(args)
     return perturbation_movies.evaluate(args, ids, labels, context.bert)
+
+
+def merged(context, read):
+    """``read()`` on rank 0, which writes the merged results of a sharded step; None on the other ranks (under
+    torchrun they shard the images but record nothing)."""
+    return read() if context.dist.rank == 0 else None
 
 
 def read_results(path, keys):
