@@ -217,8 +217,8 @@ def test_perturbations_through_hooks_equal_our_copy(setup, tmp_path):
             "--max-length", "32"]
     for name, source in (("ours", ["--checkpoint", str(checkpoint)]), ("hooked", hooked)):
         perturbation_20ng.main([*news, "--output", str(tmp_path / f"{name}.json"), *source])
-    assert_same_perturbation_result(*(json.loads((tmp_path / f"{name}.json").read_text()) for name in ("ours", "hooked")),
-                                    all_removed_last=True)
+    news_results = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("ours", "hooked")]
+    assert_same_perturbation_result(*news_results, all_removed_last=True)
     for name, source in (("ours", []), ("hooked", hooked)):
         shutil.copytree(setup["out"] / "classifier", tmp_path / f"{name}_rationales" / "classifier")
         bert_pipeline.main(["--data_dir", str(setup["data"]), "--output_dir", str(tmp_path / f"{name}_rationales"),
