@@ -1,37 +1,25 @@
 """The CLIP benchmarks: TI's zero-shot perturbation test against a per-image loop, the segmentation test on a
 zero-shot CLIP, one-line errors."""
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from baselines.CLIP import perturbation as PERTURBATION
 from baselines.methods import explain
 from baselines.models import create_model
 from baselines.models.clip import openai_layout
+from baselines.ViT import imagenet_seg_eval as SEGMENTATION
+from scripts import make_synthetic_data
 from tiny_clip import CONTEXT, VOCAB, open_clip_tiny
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PERTURBATION = load(ROOT / "baselines/CLIP/perturbation.py", "clip_perturbation")
-SEGMENTATION = load(ROOT / "baselines/ViT/imagenet_seg_eval.py", "imagenet_seg_eval")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
-    load(ROOT / "scripts/make_synthetic_data.py", "make_synthetic_data").write_dataset(root, num_train=0, num_val=12)
+    make_synthetic_data.write_dataset(root, num_train=0, num_val=12)
     return root
 
 

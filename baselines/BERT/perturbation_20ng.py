@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from BERT_rationale_benchmark.models.model_utils import load_classifier, load_params, load_tokenizer  # noqa: E402
 from BERT_rationale_benchmark.utils import DataError  # noqa: E402
 from baselines.BERT.perturbation_common import (add_hooked_model_argument, add_perturbation_arguments,  # noqa: E402
-                                                Tally, check_arguments, explanation_scores)
+                                                Tally, check_arguments, explanation_scores,
+                                                print_report)
 from baselines.cli import add_device_argument, positive_int, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
 from baselines.models.hooked import load_text_classifier  # noqa: E402
@@ -147,14 +148,9 @@ def main(argv=None):
         scores = explanation_scores(model, inputs, batch_targets, args)
         tally.add(model, inputs, scores, batch_targets, clean, chunk=args.forward_batch)
     result = {"method": resolve(args.method), "negative": args.neg, **tally.report()}
-    print("steps    " + " ".join(f"{f:6.2f}" for f in FRACTIONS))
-    print("accuracy " + " ".join(f"{a:6.2f}" for a in result["accuracy"]))
-    print(f"clean accuracy {result['clean_accuracy']:.2f}, AUC {result['auc']:.4f}"
-          + (f", ABPC logit {result['abpc_logit']:.4f}, prob {result['abpc_prob']:.4f}" if "abpc_logit" in result
-             else ""))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.output}")
+    print_report(result, args.output)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,15 @@ class Tally:
         return result
 
 
+def print_report(result, wrote=None):
+    """The accuracy per step, then the clean accuracy, the AUC and (when both orders ran) ABPC in one line."""
+    print("steps    " + " ".join(f"{f:6.2f}" for f in result["fractions"]))
+    print("accuracy " + " ".join(f"{a:6.2f}" for a in result["accuracy"]))
+    abpc = f", ABPC logit {result['abpc_logit']:.4f}, prob {result['abpc_prob']:.4f}" if "abpc_logit" in result else ""
+    print(f"clean accuracy {result['clean_accuracy']:.2f}, AUC over the steps {result['auc']:.4f}{abpc}"
+          + (f"; wrote {wrote}" if wrote else ""))
+
+
 def explanation_scores(model, inputs, labels, args):
     """Target-class relevance ``[B, L]`` clamped at 0, negated with ``--neg`` (TI)."""
     options = method_options(args)

@@ -25,7 +25,8 @@ from BERT_rationale_benchmark.models.model_utils import (encode, load_classifier
                                                          load_tokenizer, pad_batch)
 from BERT_rationale_benchmark.utils import DataError, load_flattened_documents, load_split  # noqa: E402
 from baselines.BERT.perturbation_common import (add_hooked_model_argument, add_perturbation_arguments,  # noqa: E402
-                                                Tally, check_arguments, explanation_scores)
+                                                Tally, check_arguments, explanation_scores,
+                                                print_report)
 from baselines.cli import add_device_argument, positive_int, run  # noqa: E402
 from baselines.methods import add_method_arguments, resolve  # noqa: E402
 from baselines.models.hooked import load_text_classifier  # noqa: E402
@@ -99,11 +100,7 @@ def evaluate(args, ids, labels, model):
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"perturbation_{'negative' if args.neg else 'positive'}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print("steps    " + " ".join(f"{f:6.2f}" for f in FRACTIONS))
-    print("accuracy " + " ".join(f"{a:6.2f}" for a in result["accuracy"]))
-    print(f"clean accuracy {result['clean_accuracy']:.2f}, AUC over the steps {result['auc']:.4f}"
-          + (f", ABPC logit {result['abpc_logit']:.4f}, prob {result['abpc_prob']:.4f}" if "abpc_logit" in result
-             else "") + f"; wrote {path}")
+    print_report(result, path)
     return result
 
 

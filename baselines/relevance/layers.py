@@ -33,10 +33,10 @@ def recording(model, first_block=0, fused_before=True):
     Blocks before ``first_block`` (of ``model.blocks``) record nothing. They keep their fused attention kernel, or
     with ``fused_before=False`` compute attention as recorded blocks do (the same rounding whatever the batch:
     the conservative rules amplify a fused kernel's batch-dependent rounding about 10^4 times)."""
-    skipped = {id(m) for block in model.blocks[:first_block] for m in block.modules()}
+    before = [m for block in model.blocks[:first_block] for m in block.modules()]
+    skipped = {id(m) for m in before}
     layers = [m for m in model.modules() if isinstance(m, RelevanceLayer) and id(m) not in skipped]
-    unfused = [] if fused_before else [m for block in model.blocks[:first_block] for m in block.modules()
-                                      if isinstance(m, AttentionCore)]
+    unfused = [] if fused_before else [m for m in before if isinstance(m, AttentionCore)]
     for layer in layers:
         layer.recording = True
     for core in unfused:
