@@ -6,6 +6,7 @@ from baselines.methods.common import one_hot
 from baselines.relevance import rules
 from baselines.relevance.composites import CONSERVATIVE, PLAIN_LRP
 from baselines.relevance.layers import recording
+import te_reference as te
 from tiny_models import ours_from, timm_tiny
 
 pytestmark = pytest.mark.numerics
@@ -20,6 +21,34 @@ def test_safe_divide_matches_definition():
     a = torch.ones_like(b)
     expected = torch.tensor([1 / (2 + 1e-9), 1 / 1e-9, 0.0, 1 / (-3 + 1e-9)], dtype=torch.float64)
     torch.testing.assert_close(rules.safe_divide(a, b), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("special", ["none", "minus_eps", "zero"])
+@pytest.mark.parametrize("reuse", [False, True])
+def test_safe_divide_equals_te_formula_with_and_without_zeros(dtype, special, reuse):
+    """CPU builds the masks only when a count finds a zero; every path equals TE's formula value for value."""
+    b = torch.randn(3, 4, 50, dtype=dtype)
+    b[0, 0, :5] = {"none": 1.0, "minus_eps": -rules.EPS, "zero": 0.0}[special]
+    a = torch.randn(3, 1, 50, dtype=dtype)
+    expected = te.safe_divide(a, b)
+    assert torch.equal(rules.safe_divide(a, b.clone() if reuse else b, reuse=reuse), expected)
+    assert torch.equal(rules.safe_divide(b, a), te.safe_divide(b, a))
+
+
+@pytest.mark.parametrize("ours", [True, False])
+def test_linear_rules_equal_te_where_a_whole_output_sums_to_zero(ours):
+    """Where every product ``x_i W_ji`` of an output is 0 (here: non-negative tokens, a weight row <= 0, a zero
+    token), TE zeroes ``R_j / Z_j``; ours skips that mask and must still give TE's relevance."""
+    x = torch.rand(2, 6, 16, dtype=torch.float64)
+    x[1, 2] = 0
+    w = torch.randn(8, 16, dtype=torch.float64)
+    w[3] = -w[3].abs()
+    R = torch.rand(2, 6, 8, dtype=torch.float64) + 0.5
+    rule = rules.linear_zplus if ours else rules.linear_alpha1_separate
+    expected = te.linear(x, w, R, ours)
+    assert expected.abs().max() < 100
+    torch.testing.assert_close(rule(x, w, R), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_linear_zplus_conserves_and_plain_rule_does_not():

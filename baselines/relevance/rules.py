@@ -14,22 +14,42 @@ EPS = 1e-9
 
 def safe_divide(a, b, reuse=False):
     """``a / (b + 1e-9)``, and exactly 0 where ``b == 0`` (TE's stabiliser, sign-agnostic; a denominator that
-    lands on exactly 0 becomes 1e-9). With ``reuse``, the caller's temporary ``b`` holds the result."""
-    zero = b == 0
+    lands on exactly 0 becomes 1e-9). With ``reuse``, the caller's temporary ``b`` holds the result.
+
+    On CPU, where a comparison and a masked write each cost about three arithmetic passes, the masks are built
+    only when a count finds a zero in ``b`` (then) or in ``b + 1e-9`` (same result either way)."""
+    if b.device.type != "cpu" or _has_zero(b):
+        zero = b == 0
+        den = b.add_(EPS) if reuse else b + EPS
+        den.masked_fill_(den == 0, EPS)
+        return _divide(a, den).masked_fill_(zero, 0.0)
     den = b.add_(EPS) if reuse else b + EPS
-    den.masked_fill_(den == 0, EPS)
+    if _has_zero(den):
+        den.masked_fill_(den == 0, EPS)
+    return _divide(a, den)
+
+
+def _has_zero(t):
+    return torch.count_nonzero(t) < t.numel()
+
+
+def _divide(a, den):
+    """``a / den``, into the temporary ``den`` when the result has its shape."""
     fits = den.shape == torch.broadcast_shapes(a.shape, den.shape)
-    return (torch.div(a, den, out=den) if fits else a / den).masked_fill_(zero, 0.0)
+    return torch.div(a, den, out=den) if fits else a / den
 
 
 def _split_signs(x):
     return x.clamp(min=0), x.clamp(max=0)
 
 
-def _divide_nonnegative(R, Z):
-    """``safe_divide(R, Z)`` for ``Z >= 0`` (its denominator is never 0), written into the temporary ``Z``."""
-    zero = Z == 0
-    return torch.div(R, Z.add_(EPS), out=Z).masked_fill_(zero, 0.0)
+def _divide_by_sum_of_products(R, Z):
+    """``R / (Z + 1e-9)``, written into the temporary ``Z``, for ``Z = x+ W+^T (+ x- W-^T)``: a sum of
+    non-negative products. It equals ``safe_divide(R, Z)`` where the rules use it: ``safe_divide`` zeroes ``S_j``
+    where ``Z_j == 0``, but then every product ``x_i W_ji`` of that sum is 0, so each ``W_ji S_j`` that the backward
+    product ``S W`` adds up is either 0 (``W_ji == 0``) or later multiplied by ``x_i == 0``; the finite ``S_j`` changes
+    nothing (unless products underflow to 0, below 1e-38 in float32)."""
+    return torch.div(R, Z.add_(EPS), out=Z)
 
 
 def linear_zplus(x, weight, R):
@@ -39,7 +59,7 @@ def linear_zplus(x, weight, R):
     """
     xp, xn = _split_signs(x)
     wp, wn = _split_signs(weight)
-    S = _divide_nonnegative(R, F.linear(xp, wp).add_(F.linear(xn, wn)))
+    S = _divide_by_sum_of_products(R, F.linear(xp, wp).add_(F.linear(xn, wn)))
     return (S @ wp).mul_(xp).addcmul_(S @ wn, xn)
 
 
@@ -50,8 +70,8 @@ def linear_alpha1_separate(x, weight, R):
     """
     xp, xn = _split_signs(x)
     wp, wn = _split_signs(weight)
-    out = (_divide_nonnegative(R, F.linear(xp, wp)) @ wp).mul_(xp)
-    return out.addcmul_(_divide_nonnegative(R, F.linear(xn, wn)) @ wn, xn)
+    out = (_divide_by_sum_of_products(R, F.linear(xp, wp)) @ wp).mul_(xp)
+    return out.addcmul_(_divide_by_sum_of_products(R, F.linear(xn, wn)) @ wn, xn)
 
 
 def conv_zbeta(x, weight, stride, padding, R):
@@ -79,29 +99,33 @@ def conv_zbeta(x, weight, stride, padding, R):
     return x * conv_t(weight) - low * conv_t(wp) - high * conv_t(wn)
 
 
-def gradient_x_input(inputs, R, total=None):
+def gradient_x_input(inputs, R, total=None, first_only=False):
     """LRP-0 for a sum ``Z = sum_i x_i``: ``R_i = x_i * R / Z`` (TE ``RelPropSimple`` on ``Add``); ``total`` is
-    ``Z`` when the caller kept it."""
+    ``Z`` when the caller kept it. ``first_only``: only ``R_0`` is wanted (the others are not computed)."""
     if total is None:
         total = sum(inputs[1:], inputs[0])
         S = safe_divide(R, total, reuse=len(inputs) > 1)
     else:
         S = safe_divide(R, total)
-    return [x * S for x in inputs]
+    wanted = inputs[:1] if first_only else inputs
+    return [x * S for x in wanted[:-1]] + [S.mul_(wanted[-1])]
 
 
 def _per_sample_sum(t):
     return t.flatten(1).sum(1).view(-1, *([1] * (t.dim() - 1)))
 
 
-def add_normalised(inputs, R, total=None):
+def add_normalised(inputs, R, total=None, first_only=False):
     """TE's residual rule: gradient x input, then each branch rescaled so that the two shares sum to ``sum R``
-    and each share is proportional to the absolute value of its raw sum (sums per sample)."""
+    and each share is proportional to the absolute value of its raw sum (sums per sample). ``first_only``: only
+    ``R_0`` is wanted (``R_1`` is still needed for the shares)."""
     a, b = gradient_x_input(inputs, R, total)
     a_sum, b_sum = _per_sample_sum(a), _per_sample_sum(b)
     total = a_sum.abs() + b_sum.abs()
     r_sum = _per_sample_sum(R)
     a.mul_(safe_divide(safe_divide(a_sum.abs(), total) * r_sum, a_sum))
+    if first_only:
+        return [a]
     b.mul_(safe_divide(safe_divide(b_sum.abs(), total) * r_sum, b_sum))
     return [a, b]
 
@@ -112,13 +136,13 @@ def clone(x, Rs):
     return safe_divide(sum(Rs[1:], Rs[0]), x).mul_(x)
 
 
-def matmul(a, b, R, product=None):
+def matmul(a, b, R, product=None, scratch=False):
     """LRP-0 for ``Z = a @ b``: ``R_a = a * (S b^T)``, ``R_b = b * (a^T S)`` with ``S = R / Z`` (``product``:
-    ``a @ b`` when the caller has it; it is overwritten).
+    ``a @ b`` when the caller has it; overwritten only if ``scratch``).
 
     Each operand receives about the whole relevance; the attention code halves both (TE's normalisation).
     """
-    S = safe_divide(R, a @ b if product is None else product, reuse=True)
+    S = safe_divide(R, a @ b, reuse=True) if product is None else safe_divide(R, product, reuse=scratch)
     return (S @ b.transpose(-1, -2)).mul_(a), (a.transpose(-1, -2) @ S).mul_(b)
 
 
