@@ -157,8 +157,7 @@ class AttentionCore(RelevanceLayer):
     While recording, the attention probabilities ``A`` are materialised and kept (``self.attn``); with gradients
     enabled they always require grad (a leaf when nothing before them does, e.g. with frozen weights), so methods
     can take gradients with respect to them. Otherwise the fused kernel runs (unless ``fused`` is False).
-    The kept ``q, k, v`` are the caller's tensors (views of the projections' outputs, no copies); the output
-    ``A v`` is kept too (``B x H x N x d``, small), as the denominator of its matmul rule.
+    The kept ``q, k, v`` are the caller's tensors (views of the projections' outputs, no copies).
     ``relprop`` follows TE: ``(R_A, R_v) = matmul rule on A v``, both halved (the halving of ``R`` before the
     rule is exact); the softmax passes relevance;
     with an additive ``mask`` (TE's BERT), the composite's add rule on ``scaled scores + mask`` keeps the scores'
@@ -181,9 +180,8 @@ class AttentionCore(RelevanceLayer):
         attn = scores.softmax(dim=-1)
         if self.recording and torch.is_grad_enabled() and not attn.requires_grad:
             attn.requires_grad_()
-        out = attn @ v
-        self.keep(q=q, k=k, v=v, attn=attn, mask=mask, out=out.detach())
-        return out
+        self.keep(q=q, k=k, v=v, attn=attn, mask=mask)
+        return attn @ v
 
     @property
     def attn(self):
@@ -195,7 +193,7 @@ class AttentionCore(RelevanceLayer):
 
     def relprop(self, R, composite, stop_at_attention=False):
         q, k, v, attn = (self.saved[n] for n in ("q", "k", "v", "attn"))
-        R_attn, R_v = rules.matmul(attn, v, R / 2, product=self.saved["out"])
+        R_attn, R_v = rules.matmul(attn, v, R / 2)
         self.saved["attn_relevance"] = R_attn
         if stop_at_attention:
             return None
@@ -204,5 +202,5 @@ class AttentionCore(RelevanceLayer):
         if mask is not None:
             product = q @ k.transpose(-1, -2)
             R_scores = composite.add([product * self.scale, mask], R_attn, first_only=True)[0]
-        R_q, R_kt = (r / 2 for r in rules.matmul(q, k.transpose(-1, -2), R_scores, product, scratch=True))
+        R_q, R_kt = (r / 2 for r in rules.matmul(q, k.transpose(-1, -2), R_scores, product))
         return R_q, R_kt.transpose(-1, -2), R_v

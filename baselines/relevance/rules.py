@@ -136,13 +136,13 @@ def clone(x, Rs):
     return safe_divide(sum(Rs[1:], Rs[0]), x).mul_(x)
 
 
-def matmul(a, b, R, product=None, scratch=False):
+def matmul(a, b, R, product=None):
     """LRP-0 for ``Z = a @ b``: ``R_a = a * (S b^T)``, ``R_b = b * (a^T S)`` with ``S = R / Z`` (``product``:
-    ``a @ b`` when the caller has it; overwritten only if ``scratch``).
+    ``a @ b`` when the caller has it; it is overwritten).
 
     Each operand receives about the whole relevance; the attention code halves both (TE's normalisation).
     """
-    S = safe_divide(R, a @ b, reuse=True) if product is None else safe_divide(R, product, reuse=scratch)
+    S = safe_divide(R, a @ b if product is None else product, reuse=True)
     return (S @ b.transpose(-1, -2)).mul_(a), (a.transpose(-1, -2) @ S).mul_(b)
 
 
