@@ -51,6 +51,26 @@ def test_linear_rules_equal_te_where_a_whole_output_sums_to_zero(ours):
     torch.testing.assert_close(rule(x, w, R), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("rule", [rules.linear_zplus, rules.linear_alpha1_separate])
+def test_linear_rules_run_on_the_relevant_rows_only_and_agree(rule):
+    """After the last block only the class token carries relevance: the rule sees those rows, the rest stay 0."""
+    x, w = torch.randn(3, 10, 16, dtype=torch.float64), torch.randn(8, 16, dtype=torch.float64)
+    R = torch.zeros(3, 10, 8, dtype=torch.float64)
+    R[:, 0] = torch.rand(3, 8, dtype=torch.float64)
+    seen = []
+
+    def spy(*args):
+        seen.append(args[0].shape)
+        return rule(*args)
+
+    out = rules.on_relevant_rows(spy, x, w, R)
+    assert seen == [(3, 16)]
+    torch.testing.assert_close(out, rule(x, w, R), rtol=1e-12, atol=0)
+    R[:, 1:6] = 1.0
+    rules.on_relevant_rows(spy, x, w, R)
+    assert seen[-1] == x.shape
+
+
 def test_linear_zplus_conserves_and_plain_rule_does_not():
     x = torch.randn(4, 6, 16, dtype=torch.float64)
     w = torch.randn(8, 16, dtype=torch.float64)

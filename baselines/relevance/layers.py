@@ -97,7 +97,7 @@ class Linear(RelevanceLayer, nn.Linear):
         return F.linear(x, self.weight, self.bias)
 
     def relprop(self, R, composite):
-        return composite.linear(self.saved["x"], self.weight.detach(), R)
+        return rules.on_relevant_rows(composite.linear, self.saved["x"], self.weight.detach(), R)
 
 
 class PatchConv(RelevanceLayer, nn.Conv2d):

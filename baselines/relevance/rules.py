@@ -63,6 +63,22 @@ def linear_zplus(x, weight, R):
     return (S @ wp).mul_(xp).addcmul_(S @ wn, xn)
 
 
+def on_relevant_rows(rule, x, weight, R):
+    """``rule(x, weight, R)`` for a linear rule, which treats each row (token) on its own and gives a row whose
+    relevance is all 0 the relevance 0 (``S = 0`` there). On CPU, when at most half the rows carry relevance (a
+    classifier reads one token: after the last block only that token's rows do), the rule runs on those rows only."""
+    rows = R.reshape(-1, R.shape[-1])
+    if R.device.type != "cpu" or rows.shape[0] < 2:
+        return rule(x, weight, R)
+    relevant = rows.any(dim=-1).nonzero().squeeze(1)
+    if len(relevant) > rows.shape[0] // 2:
+        return rule(x, weight, R)
+    inputs = x.reshape(-1, x.shape[-1])
+    out = inputs.new_zeros(inputs.shape)
+    out[relevant] = rule(inputs[relevant], weight, rows[relevant])
+    return out.view(x.shape)
+
+
 def linear_alpha1_separate(x, weight, R):
     """TE ``layers_lrp`` linear rule with alpha = 1: each sign part normalised on its own (not conservative):
 
