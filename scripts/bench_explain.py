@@ -1,7 +1,8 @@
 """Time every explanation method against the reference library's own model, interleaved so a shared machine's load
 cancels out.
 
-References, on the reference library's model (timm for a ViT, transformers for BERT) with the same weights:
+References, on the reference library's model (timm for a ViT, transformers for BERT, open_clip for CLIP) with the
+same weights:
 ``fwd`` (forward, no gradients), ``fwd_bwd`` (a training step's forward+backward: weights require grad) and the
 ``floor`` (forward + backward to the input with frozen weights: the cheapest gradient any method needs; a BERT's
 input is its word embeddings).
@@ -14,6 +15,7 @@ resting state (from /proc).
 
     python scripts/bench_explain.py --model deit_small_patch16_224 --batch-size 8 --json bench.json
     python scripts/bench_explain.py --model minilm --length 256 --batch-size 8
+    python scripts/bench_explain.py --model clip:ViT-B-32 --methods generic_attribution transformer_attribution
 
 A model family is one entry of ``SUBJECTS``: a function that builds the reference model, our model and a batch.
 """
@@ -41,14 +43,18 @@ from baselines.methods import explain, resolve_many  # noqa: E402
 
 @dataclass
 class Subject:
-    """One model to time: ``reference(x)`` gives the reference library's logits from a differentiable input
-    ``x`` (a fresh copy comes from ``reference_input()``); ``ours(inputs)`` is our model on the same batch."""
+    """One model to time: ``reference_logits(x)`` gives the reference library's logits from a differentiable input
+    ``x`` (a fresh copy comes from ``reference_input()``); ``explain(method, **options)`` explains the same batch
+    with our model."""
     label: str
     reference: torch.nn.Module
     reference_input: Callable[[], torch.Tensor]
     reference_logits: Callable[[torch.Tensor], torch.Tensor]
-    ours: torch.nn.Module
-    inputs: object
+    explain: Callable[..., torch.Tensor]
+
+
+def explainer(model, inputs):
+    return lambda method, **options: explain(model, inputs, method, **options)
 
 
 def vit_subject(args, device):
@@ -64,7 +70,8 @@ def vit_subject(args, device):
     ours = load_weights(create_model(args.model), reference.state_dict()).to(device)
     size = ours.img_size
     images = torch.randn(args.batch_size, 3, size, size, device=device)
-    return Subject(f"{args.model}, batch {args.batch_size}", reference, images.clone, reference, ours, images)
+    return Subject(f"{args.model}, batch {args.batch_size}", reference, images.clone, reference,
+                   explainer(ours, images))
 
 
 def bert_subject(args, device):
@@ -98,14 +105,46 @@ def bert_subject(args, device):
         return reference(inputs_embeds=x, attention_mask=mask).logits
 
     return Subject(f"{name}, length {args.length}, batch {args.batch_size}", reference,
-                   embeddings.clone, logits, ours, {"input_ids": ids, "attention_mask": mask})
+                   embeddings.clone, logits, explainer(ours, {"input_ids": ids, "attention_mask": mask}))
 
 
-SUBJECTS = {"vit": vit_subject, "bert": bert_subject}
+def clip_subject(args, device):
+    """An open_clip architecture (``clip:ViT-B-32``, random weights) and our copy; standard-normal images and one
+    caption per image. The classes are the batch's captions (logits ``scale * image . text``, as CLIP's zero-shot
+    head); our explanation encodes the captions itself, as the reference's forward does, then explains the image
+    side."""
+    import open_clip
+
+    from baselines.models.clip import clip_from_state, open_clip_config, openai_layout
+    arch = args.model.split(":", 1)[1]
+    config = open_clip_config(arch)
+    if config is None:
+        raise UserError(f"unknown open_clip architecture '{arch}' (open_clip.list_models() names them)")
+    reference = open_clip.create_model(arch).eval().to(device)
+    ours = clip_from_state(openai_layout(reference.state_dict()), config).to(device)
+    images = torch.randn(args.batch_size, 3, ours.img_size, ours.img_size, device=device)
+    ids = ours.tokenizer([f"a photo of object number {i}" for i in range(args.batch_size)]).ids.to(device)
+
+    def logits(x):
+        image, text, scale = reference(x, ids)[:3]
+        return scale * image @ text.t()
+
+    def run(method, **options):
+        with torch.no_grad():
+            texts = ours.encode_text(ids)
+        return explain(ours.image_side(texts), images, method, **options)
+
+    return Subject(f"CLIP {arch}, batch {args.batch_size} (image, caption) pairs", reference, images.clone, logits,
+                   run)
+
+
+SUBJECTS = {"vit": vit_subject, "bert": bert_subject, "clip": clip_subject}
 """Model family -> builder; ``family_of`` picks one from ``--model``."""
 
 
 def family_of(name):
+    if name.startswith("clip:"):
+        return "clip"
     return "bert" if name == "minilm" or Path(name).is_dir() else "vit"
 
 
@@ -114,7 +153,8 @@ def parse_args(argv=None):
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="deit_small_patch16_224",
-                        help="timm ViT name (random weights), 'minilm' or a BERT folder")
+                        help="timm ViT name (random weights), 'minilm' or a BERT folder, or clip:ARCH (an "
+                             "open_clip architecture such as clip:ViT-B-32, random weights)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--length", type=int, default=256, help="text models: tokens per text")
     parser.add_argument("--methods", nargs="+", default=["all"], help="methods to time (default all)")
@@ -247,7 +287,7 @@ def main(argv=None):
     methods = {}
     for method in resolve_many(args.methods):
         options = {"steps": args.steps} if method.startswith("beyond_intuition") else {}
-        methods[method] = (lambda m, o: lambda: explain(subject.ours, subject.inputs, m, **o))(method, options)
+        methods[method] = (lambda m, o: lambda: subject.explain(m, **o))(method, options)
     entries = {"fwd": refs["fwd"], "fwd_bwd": refs["fwd_bwd"], **methods}
 
     peaks = {}
