@@ -26,3 +26,18 @@ def test_unknown_clip_architecture_is_one_line():
     from baselines.cli import UserError
     with pytest.raises(UserError, match="unknown open_clip architecture 'ViT-Q-99'"):
         bench_explain.main(["--model", "clip:ViT-Q-99", "--device", "cpu"])
+
+
+def test_profile_method_splits_the_phases_and_puts_the_originals_back(capsys):
+    import torch
+
+    from baselines.relevance import layers
+    from scripts import profile_method
+    grad, relprop = torch.autograd.grad, layers.Linear.relprop
+    profile_method.main(["--model", "vit_tiny_patch16_224", "--batch-size", "1", "--calls", "1", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    for phase in ("backward to the attention maps", "relevance pass", "rollout products", "matrix products"):
+        assert phase in printed
+    relevance_ms = float(printed.split("relevance pass")[1].split("ms")[0])
+    assert relevance_ms > 0
+    assert torch.autograd.grad is grad and layers.Linear.relprop is relprop
