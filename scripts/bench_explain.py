@@ -148,25 +148,43 @@ def family_of(name):
     return "bert" if name == "minilm" or Path(name).is_dir() else "vit"
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_subject_arguments(parser):
+    """The flags that choose the model and its batch (``subject_from`` builds them), shared with
+    ``profile_method.py``."""
     parser.add_argument("--model", default="deit_small_patch16_224",
                         help="timm ViT name (random weights), 'minilm' or a BERT folder, or clip:ARCH (an "
                              "open_clip architecture such as clip:ViT-B-32, random weights)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--length", type=int, default=256, help="text models: tokens per text")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random weights and inputs (and bench_explain's shuffled orders)")
+    add_device_argument(parser)
+
+
+def subject_from(args):
+    """``(subject, device)`` for the flags of ``add_subject_arguments``: threads and seed set, the model built."""
+    if args.batch_size < 1 or args.length < 2:
+        raise UserError("--batch-size must be at least 1, --length at least 2")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    return SUBJECTS[family_of(args.model)](args, device), device
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_subject_arguments(parser)
     parser.add_argument("--methods", nargs="+", default=["all"], help="methods to time (default all)")
     parser.add_argument("--steps", type=int, default=20, help="integrated-gradient steps of beyond_intuition_*")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds; medians and ranges over them")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--seed", type=int, default=0, help="weights, inputs and the shuffled orders")
-    add_device_argument(parser)
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the figures as JSON")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.rounds < 1 or args.length < 2:
-        raise UserError("--batch-size and --rounds must be at least 1, --length at least 2")
+    if args.rounds < 1:
+        raise UserError("--rounds must be at least 1")
     return args
 
 
@@ -276,11 +294,7 @@ def summary(values, per):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(args.seed)
-    subject = SUBJECTS[family_of(args.model)](args, device)
+    subject, device = subject_from(args)
     with torch.no_grad():
         target = subject.reference_logits(subject.reference_input()).argmax(-1)
     refs = references(subject, target)

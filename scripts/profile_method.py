@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from baselines.cli import UserError, add_device_argument, run  # noqa: E402
+from baselines.cli import UserError, run  # noqa: E402
 from baselines.methods import attention, beyond_intuition, lrp, resolve_many  # noqa: E402
 from baselines.models import bert, clip, vit  # noqa: E402
 from baselines.relevance import layers  # noqa: E402
-from scripts.bench_explain import SUBJECTS, family_of  # noqa: E402
+from scripts.bench_explain import add_subject_arguments, subject_from, synchronise  # noqa: E402
 
 MATRIX_PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::mkldnn_convolution", "aten::convolution"}
 
@@ -79,29 +79,19 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="deit_small_patch16_224",
-                        help="as in bench_explain.py: a timm ViT, 'minilm' or a BERT folder, or clip:ARCH")
+    add_subject_arguments(parser)
     parser.add_argument("--method", default="transformer_attribution")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--length", type=int, default=256, help="text models: tokens per text")
     parser.add_argument("--calls", type=int, default=7, help="timed calls; medians over them")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--seed", type=int, default=0)
-    add_device_argument(parser)
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.calls < 1 or args.length < 2:
-        raise UserError("--batch-size and --calls must be at least 1, --length at least 2")
+    if args.calls < 1:
+        raise UserError("--calls must be at least 1")
     (args.method,) = resolve_many([args.method])
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(args.seed)
-    subject = SUBJECTS[family_of(args.model)](args, device)
+    subject, device = subject_from(args)
     clock = PhaseClock()
     subject.explain(args.method)
     calls = []
@@ -110,8 +100,7 @@ def main(argv=None):
             clock.spent.clear()
             began = time.perf_counter()
             subject.explain(args.method)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronise(device)
             total = time.perf_counter() - began
             calls.append({**clock.spent, "rest (forward, cams, bookkeeping)": total - sum(clock.spent.values()),
                           "total": total})
