@@ -18,15 +18,13 @@ def safe_divide(a, b, reuse=False):
 
     On CPU, where a comparison and a masked write each cost about three arithmetic passes, the masks are built
     only when a count finds a zero in ``b`` (then) or in ``b + 1e-9`` (same result either way)."""
-    if b.device.type != "cpu" or _has_zero(b):
-        zero = b == 0
-        den = b.add_(EPS) if reuse else b + EPS
-        den.masked_fill_(den == 0, EPS)
-        return _divide(a, den).masked_fill_(zero, 0.0)
+    always = b.device.type != "cpu"
+    zero = b == 0 if always or _has_zero(b) else None
     den = b.add_(EPS) if reuse else b + EPS
-    if _has_zero(den):
+    if always or _has_zero(den):
         den.masked_fill_(den == 0, EPS)
-    return _divide(a, den)
+    out = _divide(a, den)
+    return out if zero is None else out.masked_fill_(zero, 0.0)
 
 
 def _has_zero(t):
